@@ -1,0 +1,1 @@
+"""Alembic migrations of the job database; run by ``tunesmith.jobs.store.migrate``."""
