@@ -1,0 +1,59 @@
+"""Dependencies shared by the routes, as ``Annotated`` aliases.
+
+``SessionDep``: a database session for the request (routes commit what they change).
+``CurrentProject``: the project of the request's ``Authorization: Bearer <key>``; any other
+project's objects answer 404. ``SettingsDep``: the app's settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from tunesmith.jobs.models import Project
+from tunesmith.jobs.projects import authenticate
+from tunesmith.server.errors import AuthError
+from tunesmith.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_sessions(request: Request) -> sessionmaker[Session]:
+    return request.app.state.sessions  # type: ignore[no-any-return]
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with get_sessions(request)() as session:
+        yield session
+
+
+def _mask(key: str) -> str:
+    return f"{key[:5]}***{key[-4:]}" if len(key) > 12 else "***"
+
+
+def get_project(request: Request) -> Project:
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise AuthError(
+            "You didn't provide an API key. Provide it in an Authorization header using "
+            "Bearer auth (Authorization: Bearer YOUR_KEY). Make one with "
+            "`tunesmith keys create --project NAME`."
+        )
+    with get_sessions(request)() as session:
+        project = authenticate(session, key)
+    if project is None:
+        raise AuthError(f"Incorrect API key provided: {_mask(key)}.")
+    return project
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
+SessionDep = Annotated[Session, Depends(get_session)]
+CurrentProject = Annotated[Project, Depends(get_project)]

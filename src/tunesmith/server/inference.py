@@ -1,0 +1,169 @@
+"""Serving models to the inference routes: one ``ModelCache`` per app, work in a thread pool.
+
+The cache (``inference/cache.py``) keeps ``settings.model_cache_size`` models loaded; one base
+model serves all of its LoRA fine-tunes, switching adapters per request. Its handles lock the
+model while in use, because the active adapter is state of the shared model: requests for one
+base model therefore run one after another, requests for different models side by side.
+
+Every call into the engine runs in a pool of ``settings.inference_threads`` threads of its own,
+never on the event loop, and not in the pool FastAPI runs sync routes in: a request waiting
+for a busy model would otherwise hold a thread the database routes need. A handle is entered
+and left on the same thread (its lock is thread-owned), so a stream is produced whole by one
+pool thread and handed to the event loop through an ``asyncio.Queue``.
+
+Performance note: concurrent requests for one base model are serialised, not batched. Batching
+them (continuous batching over the shared base, one adapter per row) is a later task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session, sessionmaker
+
+from tunesmith.errors import ModelNotFoundError
+from tunesmith.inference.cache import ModelCache, ModelHandle
+from tunesmith.jobs.catalog import CatalogModel, model_for_inference
+from tunesmith.jobs.errors import UnknownModelError
+from tunesmith.jobs.models import Project
+from tunesmith.server.errors import WrongEndpointError
+from tunesmith.settings import Settings
+from tunesmith.tasks import Task
+
+T = TypeVar("T")
+
+ENDPOINT_FOR = {
+    Task.CHAT: "v1/chat/completions",
+    Task.COMPLETION: "v1/completions",
+    Task.CLASSIFICATION: "v1/classifications",
+}
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+_READY = object()  # the model is loaded and the stream opened: the response may start
+_END = object()  # the producer is done
+
+
+class Inference:
+    """The app's model cache and inference threads (``app.state.inference``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.cache = ModelCache(settings, max_models=settings.model_cache_size)
+        self._base_tasks: dict[str, Task] = {}
+        self._pool = ThreadPoolExecutor(
+            settings.inference_threads, thread_name_prefix="tunesmith-inference"
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.cache.clear()
+
+    async def target(
+        self, sessions: sessionmaker[Session], project: Project, name: str, task: Task
+    ) -> CatalogModel:
+        """The model a request names, refused early when it was trained for another task."""
+        model = await run_in_threadpool(_lookup, sessions, project, name)
+        if model.task is not None and model.task != task:
+            raise WrongEndpointError(
+                f"`{name}` is a {model.task.value} model and is not served by the "
+                f"{ENDPOINT_FOR[task]} endpoint. Did you mean to use {ENDPOINT_FOR[model.task]}?"
+            )
+        return model
+
+    async def run(self, model: CatalogModel, work: Callable[[ModelHandle], T]) -> T:
+        """``work(handle)`` on a pool thread, with the model loaded and locked."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._use, model, work)
+
+    async def stream(
+        self, model: CatalogModel, open_stream: Callable[[ModelHandle], Iterator[T]]
+    ) -> AsyncIterator[T]:
+        """The items of ``open_stream(handle)``, produced on one pool thread.
+
+        Returns once the model is loaded and the stream opened, or raises what went wrong
+        there, so a bad model or parameter still gets its error status before the response
+        starts. Closing the returned iterator (the client went away) stops the producer at its
+        next item, which ends the engine's generation.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+
+        def put(item: object) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: the server is shutting down
+                stop.set()
+
+        def produce() -> None:
+            try:
+                self._use(model, lambda handle: _pump(open_stream(handle), put, stop))
+            except BaseException as exc:
+                put(_Failed(exc))
+            finally:
+                put(_END)
+
+        loop.run_in_executor(self._pool, produce)
+        try:
+            first = await queue.get()  # _READY or the failure that came before it
+        except BaseException:
+            stop.set()
+            raise
+        if isinstance(first, _Failed):
+            raise first.error
+        return _consume(queue, stop)
+
+    def _use(self, model: CatalogModel, work: Callable[[ModelHandle], T]) -> T:
+        # A base model's task is remembered after its first load: asked without one, the cache
+        # loads the tokenizer on every call to choose it (chat with a template, else completion).
+        known_task = self._base_tasks.get(model.load_name) if model.source == "base" else None
+        try:
+            handle = self.cache.get(model.load_name, task=known_task)
+        except ModelNotFoundError as exc:
+            if isinstance(exc, UnknownModelError):
+                raise
+            raise UnknownModelError(model.id, str(exc)) from exc
+        if model.source == "base":
+            self._base_tasks[model.load_name] = handle.task
+        with handle:
+            return work(handle)
+
+
+def _lookup(sessions: sessionmaker[Session], project: Project, name: str) -> CatalogModel:
+    with sessions() as session:
+        return model_for_inference(session, project, name)
+
+
+def _pump(items: Iterator[Any], put: Callable[[object], None], stop: threading.Event) -> None:
+    """Forward ``items`` until they end or the consumer left; closing them stops generation."""
+    put(_READY)
+    try:
+        for item in items:
+            if stop.is_set():
+                break
+            put(item)
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+
+
+async def _consume(queue: asyncio.Queue[Any], stop: threading.Event) -> AsyncIterator[Any]:
+    try:
+        while (item := await queue.get()) is not _END:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
