@@ -1,0 +1,69 @@
+"""Tiny models and datasets for training tests (each fine-tune runs in a few seconds)."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from tests.helpers import save_tiny_model, write_jsonl
+from tunesmith.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def causal_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("causal"), "causal")
+
+
+@pytest.fixture(scope="session")
+def encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("encoder"), "encoder")
+
+
+@pytest.fixture(scope="session")
+def seq2seq_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("t5"), "seq2seq")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data")
+
+
+def chat_rows(n: int, seed: int) -> list[dict]:
+    """Chat examples whose answer (spam/ham) is a deterministic function of the text."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        word = rng.choice(["win", "prize", "hello", "lunch"])
+        answer = "spam" if word in ("win", "prize") else "ham"
+        rows.append(
+            {
+                "messages": [
+                    {"role": "system", "content": "Answer spam or ham."},
+                    {"role": "user", "content": f"{word} {seed}-{i}"},
+                    {"role": "assistant", "content": answer},
+                ]
+            }
+        )
+    return rows
+
+
+def classification_rows(n: int, seed: int, labels: tuple[str, ...] = ("ham", "spam")) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = rng.choice(labels)
+        rows.append({"text": f"{label} {label} message {seed}-{i}", "label": label})
+    return rows
+
+
+@pytest.fixture
+def chat_files(tmp_path: Path) -> tuple[Path, Path]:
+    train = write_jsonl(tmp_path / "train.jsonl", chat_rows(24, seed=1))
+    valid = write_jsonl(tmp_path / "valid.jsonl", chat_rows(8, seed=2))
+    return train, valid
