@@ -98,11 +98,13 @@ export function NewJobPage({ query }) {
   const fileList = files.data?.data || [];
   const bases = catalog.data?.bases || [];
 
+  // Defaults fill only fields still empty when the lists arrive: the functional update sees
+  // what the user typed meanwhile (a closure's `model` could be a render old and overwrite it).
   useEffect(() => {
-    if (!model && bases.length) setModel(catalog.data.recentBases[0] || bases[0]);
+    if (bases.length) setModel((typed) => typed || catalog.data.recentBases[0] || bases[0]);
   }, [catalog.data]);
   useEffect(() => {
-    if (!train && fileList.length) setTrain(fileList[0].id);
+    if (fileList.length) setTrain((chosen) => chosen || fileList[0].id);
   }, [files.data]);
 
   const params = new URLSearchParams({ method });

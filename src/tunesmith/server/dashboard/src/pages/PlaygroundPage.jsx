@@ -65,9 +65,11 @@ export function PlaygroundPage({ query }) {
 
   useEffect(() => {
     if (!catalog.data) return;
-    const left = models.left || fineTuned[0]?.id || catalog.data.bases[0] || "";
-    const fallback = isClassifier(left) ? "" : catalog.data.bases[0] || "";
-    setModels({ left, right: models.right || baseOf(left) || fallback });
+    setModels((chosen) => {
+      const left = chosen.left || fineTuned[0]?.id || catalog.data.bases[0] || "";
+      const fallback = isClassifier(left) ? "" : catalog.data.bases[0] || "";
+      return { left, right: chosen.right || baseOf(left) || fallback };
+    });
   }, [catalog.data]);
 
   const options = catalog.data
