@@ -20,7 +20,8 @@ const MODEL_KEY = "tunesmith.reportModel";
 
 function ModelPicker({ value, onChange, bases }) {
   const [text, setText] = useState(value);
-  useEffect(() => setText(value), [value]);
+  // the chosen model arrives with the catalog: keep anything typed before it did
+  useEffect(() => setText((typed) => typed || value), [value]);
   return (
     <form
       class="field inline"
