@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
 
@@ -265,16 +264,67 @@ def test_requests_for_one_base_model_queue_and_a_dropped_stream_frees_it(
     results: list[str | None] = []
 
     def ask(model: str) -> None:
-        reply = server.client().chat.completions.create(
-            model=model, messages=SPAM, max_tokens=4, temperature=0
-        )
+        with server.client() as client:
+            reply = client.chat.completions.create(
+                model=model, messages=SPAM, max_tokens=4, temperature=0
+            )
         results.append(reply.choices[0].message.content)
 
     threads = [threading.Thread(target=ask, args=(m,)) for m in (trained.chat, trained.checkpoint)]
     for thread in threads:
         thread.start()
-    with httpx.Client(base_url=server.base_url, timeout=10) as http:  # the event loop is free
-        assert http.get("/models", headers=server.http().headers).status_code == 200
+    with server.http() as http:  # the event loop is free
+        assert http.get("/models", timeout=10).status_code == 200
     for thread in threads:
         thread.join(120)
     assert len(results) == 2 and all((r or "").startswith("spam") for r in results)
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(trained: Trained) -> None:
+    """Requests arriving together share ``generate`` calls; each reply (own length, own stop,
+    streamed or not) is what that request gets when it is sent alone."""
+    asks = [
+        {"messages": SPAM, "max_tokens": 6},
+        {"messages": [{"role": "user", "content": "hello 2"}], "max_tokens": 3},
+        {"messages": [{"role": "user", "content": "lunch 7"}], "max_tokens": 8, "stop": ["m"]},
+        {"messages": [{"role": "user", "content": "prize 5"}], "max_tokens": 5},
+    ]
+    with trained.server.client() as client:
+
+        def reply(ask: dict[str, object], stream: bool = False) -> tuple[str, str | None]:
+            common = {"model": trained.chat, "temperature": 0, **ask}
+            if not stream:
+                choice = client.chat.completions.create(**common).choices[0]  # type: ignore[call-overload]
+                return choice.message.content or "", choice.finish_reason
+            text, finish = "", None
+            for chunk in client.chat.completions.create(**common, stream=True):  # type: ignore[call-overload]
+                if chunk.choices:
+                    text += chunk.choices[0].delta.content or ""
+                    finish = chunk.choices[0].finish_reason or finish
+            return text, finish
+
+        alone = [reply(ask) for ask in asks]
+        together: list[tuple[str, str | None] | None] = [None] * (2 * len(asks))
+
+        def send(i: int) -> None:
+            together[i] = reply(asks[i % len(asks)], stream=i >= len(asks))
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(len(together))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    assert together == alone + alone
+    assert [finish for _, finish in alone].count("length") >= 2
+
+
+def test_a_prompt_longer_than_the_context_is_refused_as_openai_does(trained: Trained) -> None:
+    words = " ".join(f"{WORDS[i % 4]} {i}" for i in range(400))  # far past 256 positions
+    with trained.server.client() as client, pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model=trained.chat, messages=[{"role": "user", "content": words}], max_tokens=4
+        )
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert error["code"] == "context_length_exceeded" and error["param"] == "messages"
+    assert "maximum context length is 256 tokens" in error["message"]

@@ -22,59 +22,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
 from tunesmith.data.chat import render_chat, seq2seq_prompt
+from tunesmith.inference.params import FinishReason, GenerationOutput, GenerationParams
 
 if TYPE_CHECKING:
     from tunesmith.inference.streaming import StreamChunk
 
-FinishReason = Literal["stop", "length"]
 Messages = list[dict[str, Any]]
-
-
-class GenerationParams(BaseModel):
-    """Sampling settings of one request; the defaults are OpenAI's."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_new_tokens: int = Field(default=256, ge=1, description="Most tokens generated per sample.")
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0, description="0 means greedy decoding.")
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
-    stop: list[str] = Field(default_factory=list, description="Text that ends a sample.")
-    seed: int | None = Field(default=None, description="Makes sampling repeatable.")
-    n: int = Field(default=1, ge=1, le=16, description="Samples per prompt.")
-
-    @field_validator("stop", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: object) -> object:
-        """OpenAI accepts one string or a list; empty strings would stop at once."""
-        if value is None:
-            return []
-        if isinstance(value, str):
-            value = [value]
-        if isinstance(value, list):
-            return [s for s in value if s]
-        return value
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
-
-
-@dataclass
-class GenerationOutput:
-    """One sample: its text (stop sequence and end token removed) and token counts."""
-
-    text: str
-    finish_reason: FinishReason
-    prompt_tokens: int
-    completion_tokens: int
 
 
 # --- prompts -------------------------------------------------------------------------------
@@ -364,3 +323,16 @@ def seeded(model: Any, seed: int | None) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+def context_length_of(model: Any) -> int | None:
+    """Most positions a decoder attends to (prompt and reply together); None when the model
+    has no fixed limit (relative positions, as T5)."""
+    if is_encoder_decoder(model):
+        return None
+    config = model.config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

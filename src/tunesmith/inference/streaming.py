@@ -103,34 +103,77 @@ def _deltas(
     prompt_tokens: int,
 ) -> Iterator[StreamChunk]:
     """Turn token ids from ``source`` into text deltas, holding back possible stop prefixes."""
-    kept: list[int] = []
-    generated = 0
-    emitted = 0
-    ended_by_eos = False
-    while not ended_by_eos and (item := source.get()) is not None:
+    decoder = DeltaDecoder(tokenizer, eos_ids, stops, prompt_tokens)
+    while (item := source.get()) is not None:
         if isinstance(item, BaseException):
             raise item
-        for token in item:
-            generated += 1
-            if token in eos_ids:
-                ended_by_eos = True
-                break
-            kept.append(token)
-        text = tokenizer.decode(kept, skip_special_tokens=True)
-        cut = find_stop(text, stops)
-        if cut is not None:
-            if cut > emitted:
-                yield StreamChunk(text[emitted:cut])
-            yield StreamChunk("", "stop", prompt_tokens, generated)
+        yield from decoder.feed(item)
+        if decoder.done:
             return
-        safe = len(text) - _unsafe_tail(text, stops)
-        if safe > emitted:
-            yield StreamChunk(text[emitted:safe])
-            emitted = safe
-    text = tokenizer.decode(kept, skip_special_tokens=True)
-    if len(text) > emitted:
-        yield StreamChunk(text[emitted:])
-    yield StreamChunk("", "stop" if ended_by_eos else "length", prompt_tokens, generated)
+    yield from decoder.end("length")
+
+
+class DeltaDecoder:
+    """One sample's generated token ids in, text deltas out (see the module docstring).
+
+    ``feed`` takes the tokens of one or more steps and returns the text that can no longer
+    change; once the sample is over (an end token, a stop sequence, ``max_new_tokens``) the
+    last chunk carries the finish reason and the counts, and ``done`` is true. ``end`` closes a
+    sample the generator stopped without a reason of its own.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        eos_ids: set[int],
+        stops: list[str],
+        prompt_tokens: int,
+        max_new_tokens: int | None = None,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.eos_ids = eos_ids
+        self.stops = stops
+        self.prompt_tokens = prompt_tokens
+        self.max_new_tokens = max_new_tokens
+        self.kept: list[int] = []
+        self.generated = 0
+        self.emitted = 0
+        self.done = False
+
+    def feed(self, tokens: Sequence[int]) -> list[StreamChunk]:
+        if self.done:
+            return []
+        for token in tokens:
+            self.generated += 1
+            if token in self.eos_ids:
+                return self.end("stop")
+            self.kept.append(token)
+        text = self.tokenizer.decode(self.kept, skip_special_tokens=True)
+        cut = find_stop(text, self.stops)
+        if cut is not None:
+            self.done = True
+            head = [StreamChunk(text[self.emitted : cut])] if cut > self.emitted else []
+            return [*head, self._last("stop")]
+        chunks = []
+        safe = len(text) - _unsafe_tail(text, self.stops)
+        if safe > self.emitted:
+            chunks.append(StreamChunk(text[self.emitted : safe]))
+            self.emitted = safe
+        if self.max_new_tokens is not None and self.generated >= self.max_new_tokens:
+            chunks.extend(self.end("length"))
+        return chunks
+
+    def end(self, reason: FinishReason) -> list[StreamChunk]:
+        """Flush the held-back text and finish with ``reason``."""
+        if self.done:
+            return []
+        self.done = True
+        text = self.tokenizer.decode(self.kept, skip_special_tokens=True)
+        head = [StreamChunk(text[self.emitted :])] if len(text) > self.emitted else []
+        return [*head, self._last(reason)]
+
+    def _last(self, reason: FinishReason) -> StreamChunk:
+        return StreamChunk("", reason, self.prompt_tokens, self.generated)
 
 
 def _unsafe_tail(text: str, stops: Sequence[str]) -> int:

@@ -11,8 +11,9 @@ for a busy model would otherwise hold a thread the database routes need. A handl
 and left on the same thread (its lock is thread-owned), so a stream is produced whole by one
 pool thread and handed to the event loop through an ``asyncio.Queue``.
 
-Performance note: concurrent requests for one base model are serialised, not batched. Batching
-them (continuous batching over the shared base, one adapter per row) is a later task.
+Concurrent single-sample requests for one model are batched (``generate``): they queue per
+model and run together, up to ``MAX_BATCH`` rows per ``generate`` call, each with its own
+settings (``inference/batching.py``). Requests with ``n > 1`` run on their own (``run``).
 """
 
 from __future__ import annotations
@@ -22,19 +23,25 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
 from tunesmith.errors import ModelNotFoundError
+from tunesmith.inference.batching import Batcher, BatchRow, PromptOf
 from tunesmith.inference.cache import ModelCache, ModelHandle
+from tunesmith.inference.params import GenerationParams
 from tunesmith.jobs.catalog import CatalogModel, model_for_inference
 from tunesmith.jobs.errors import UnknownModelError
 from tunesmith.jobs.models import Project
 from tunesmith.server.errors import WrongEndpointError
 from tunesmith.settings import Settings
 from tunesmith.tasks import Task
+
+if TYPE_CHECKING:
+    from tunesmith.inference.streaming import StreamChunk
 
 T = TypeVar("T")
 
@@ -64,6 +71,7 @@ class Inference:
         self._pool = ThreadPoolExecutor(
             settings.inference_threads, thread_name_prefix="tunesmith-inference"
         )
+        self.batcher = Batcher(self._pool)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -124,6 +132,38 @@ class Inference:
             raise first.error
         return _consume(queue, stop)
 
+    async def generate(
+        self, model: CatalogModel, prompt_of: PromptOf, params: GenerationParams
+    ) -> AsyncIterator[StreamChunk]:
+        """One sample's text deltas, generated in a batch with the model's other requests.
+
+        Returns once the prompt is built (the model loaded, the prompt tokenized and within the
+        context), or raises what went wrong there, as ``stream`` does. Closing the returned
+        iterator takes the row out of its batch at the next token.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        row = BatchRow(prompt_of, params, _QueueSink(loop, queue))
+        self.batcher.submit(model.load_name, row, partial(self._run_batch, model))
+        try:
+            first = await queue.get()  # _READY or the failure that came before it
+        except BaseException:
+            row.cancelled.set()
+            raise
+        if isinstance(first, _Failed):
+            raise first.error
+        return _consume(queue, row.cancelled)
+
+    def _run_batch(self, model: CatalogModel, rows: list[BatchRow]) -> None:
+        from tunesmith.inference.batch_generation import generate_rows
+        from tunesmith.inference.generation import context_length_of
+
+        def work(handle: ModelHandle) -> None:
+            limit = context_length_of(handle.model)
+            generate_rows(handle.model, handle.tokenizer, rows, context_length=limit)
+
+        self._use(model, work)
+
     def _use(self, model: CatalogModel, work: Callable[[ModelHandle], T]) -> T:
         # A base model's task is remembered after its first load: asked without one, the cache
         # loads the tokenizer on every call to choose it (chat with a template, else completion).
@@ -138,6 +178,37 @@ class Inference:
             self._base_tasks[model.load_name] = handle.task
         with handle:
             return work(handle)
+
+
+class _QueueSink:
+    """A batch row's results, handed from the batch's thread to the request's event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]) -> None:
+        self.loop = loop
+        self.queue = queue
+        self.closed = False
+
+    def _put(self, item: object) -> None:
+        if self.closed:
+            return
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: the server is shutting down
+            self.closed = True
+
+    def ready(self) -> None:
+        self._put(_READY)
+
+    def chunk(self, chunk: StreamChunk) -> None:
+        self._put(chunk)
+
+    def fail(self, error: BaseException) -> None:
+        self._put(_Failed(error))
+        self.close()
+
+    def close(self) -> None:
+        self._put(_END)
+        self.closed = True
 
 
 def _lookup(sessions: sessionmaker[Session], project: Project, name: str) -> CatalogModel:

@@ -20,12 +20,12 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from tunesmith.inference.params import GenerationOutput
 from tunesmith.jobs.errors import InvalidRequestError
 from tunesmith.server.errors import describe
 from tunesmith.server.inference_schemas import SamplingRequest, Usage
 
 if TYPE_CHECKING:
-    from tunesmith.inference.generation import GenerationOutput
     from tunesmith.inference.streaming import StreamChunk
 
 log = logging.getLogger("tunesmith.server")
@@ -128,6 +128,30 @@ def indexed(chunks: Iterator[StreamChunk]) -> Iterator[tuple[int, StreamChunk]]:
         close = getattr(chunks, "close", None)
         if close is not None:
             close()
+
+
+async def indexed_async(
+    chunks: AsyncIterator[StreamChunk],
+) -> AsyncIterator[tuple[int, StreamChunk]]:
+    """One batched sample's chunks as choice 0; closing this closes the sample's stream."""
+    try:
+        async for chunk in chunks:
+            yield 0, chunk
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+
+async def collect(chunks: AsyncIterator[StreamChunk]) -> GenerationOutput:
+    """A whole sample from its chunks: the text, and the finish reason and counts of the last."""
+    texts: list[str] = []
+    last = None
+    async for chunk in chunks:
+        texts.append(chunk.text)
+        last = chunk
+    if last is None or last.finish_reason is None:
+        raise RuntimeError("the generation ended without a finish reason")
+    text = "".join(texts)
+    return GenerationOutput(text, last.finish_reason, last.prompt_tokens, last.completion_tokens)
 
 
 # --- Server-Sent Events ------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from tunesmith.inference.cache import ModelHandle
+from tunesmith.inference.params import GenerationParams
 from tunesmith.jobs.errors import InvalidRequestError
 from tunesmith.jobs.ids import new_id
 from tunesmith.jobs.store import now
@@ -56,11 +57,19 @@ async def create_chat_completion(
     values = sampling.generation_values(body, body.max_completion_tokens or body.max_tokens)
     inference: Inference = request.app.state.inference
     model = await inference.target(sessions, project, body.model, Task.CHAT)
-    if body.stream:
+    wants_usage = sampling.wants_usage(body)
+    if values["n"] == 1:  # one sample: batched with the model's other requests
+        params = GenerationParams(**values)
+        chunks = await inference.generate(model, partial(_prompt, messages), params)
+        if body.stream:
+            events = _events(sampling.indexed_async(chunks), body.model, 1, wants_usage)
+            return sampling.sse_response(events)
+        outputs = [await sampling.collect(chunks)]
+    elif body.stream:
         chunks = await inference.stream(model, partial(_stream, messages, values))
-        events = _events(chunks, body.model, values["n"], sampling.wants_usage(body))
-        return sampling.sse_response(events)
-    outputs = await inference.run(model, partial(_generate, messages, values))
+        return sampling.sse_response(_events(chunks, body.model, values["n"], wants_usage))
+    else:
+        outputs = await inference.run(model, partial(_generate, messages, values))
     return ChatCompletion(
         id=new_id("chatcmpl"),
         created=now(),
@@ -105,19 +114,24 @@ def _text_of(parts: list[Any], index: int) -> str:
 # --- on the inference thread ---------------------------------------------------------------
 
 
+def _prompt(messages: Messages, tokenizer: Any, encoder_decoder: bool) -> list[int]:
+    from tunesmith.inference.generation import chat_prompt_ids
+
+    return chat_prompt_ids(tokenizer, messages, encoder_decoder=encoder_decoder)
+
+
 def _generate(messages: Messages, values: dict[str, Any], handle: ModelHandle) -> list[Any]:
-    from tunesmith.inference.generation import GenerationParams, generate_chat
+    from tunesmith.inference.generation import generate_chat
 
     params = GenerationParams(**values)
     return generate_chat(handle.model, handle.tokenizer, messages, params)
 
 
 def _stream(messages: Messages, values: dict[str, Any], handle: ModelHandle) -> Iterator[Any]:
-    from tunesmith.inference.generation import GenerationParams, generate_chat, stream_chat
+    """Several samples (n > 1): generated together, then streamed one after another."""
+    from tunesmith.inference.generation import generate_chat
 
     params = GenerationParams(**values)
-    if params.n == 1:
-        return sampling.indexed(stream_chat(handle.model, handle.tokenizer, messages, params))
     return sampling.as_chunks(generate_chat(handle.model, handle.tokenizer, messages, params))
 
 
