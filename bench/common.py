@@ -20,11 +20,13 @@ import json
 import os
 import platform
 import random
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -337,6 +339,140 @@ def run_child(module: str, args: Sequence[str], threads: int, log: Path) -> dict
 def report_to_parent(result: dict[str, Any]) -> None:
     """A child's last act: its result as one prefixed JSON line on stdout."""
     print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+@contextlib.contextmanager
+def sampled_load() -> Iterator[dict[str, Any]]:
+    """Sample the machine's runnable threads each second while the ``with`` body runs.
+
+    The dict it yields gets ``runnable_mean`` on exit, as ``run_child`` reports it: for work
+    that is not one child process (a server under load, clients in this process).
+    """
+    samples: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            samples.append(runnable_now())
+            stop.wait(1.0)
+
+    result: dict[str, Any] = {}
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield result
+    finally:
+        stop.set()
+        sampler.join()
+        result["runnable_mean"] = round(sum(samples) / len(samples), 2) if samples else None
+
+
+# ---------------------------------------------------------------- servers (benchmarks 3, 4)
+
+TUNESMITH = [sys.executable, "-m", "tunesmith"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tunesmith_env(data_dir: Path, threads: int, **settings: str) -> dict[str, str]:
+    """``child_env`` plus the server's data folder and ``TUNESMITH_<NAME>`` settings."""
+    env = child_env(threads) | {"TUNESMITH_DATA_DIR": str(data_dir)}
+    env.update({f"TUNESMITH_{name.upper()}": value for name, value in settings.items()})
+    return env
+
+
+def tunesmith_key(env: dict[str, str], project: str = "bench") -> str:
+    """A new API key of ``project`` (``tunesmith keys create`` prints it on its last line)."""
+    out = subprocess.run(
+        [*TUNESMITH, "keys", "create", "--project", project],
+        cwd=REPO, env=env, capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    return out.stdout.strip().splitlines()[-1]
+
+
+@contextlib.contextmanager
+def server_process(
+    command: Sequence[str], env: dict[str, str], ready_url: str, log: Path, timeout: float = 300
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server started with ``command``, yielded once ``ready_url`` answers 200; stopped
+    (SIGTERM, then SIGKILL after 30 s) on exit. Its output goes to ``log``."""
+    import httpx
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            list(command), cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server exited ({proc.returncode}); see {log}")
+            try:
+                if httpx.get(ready_url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no answer from {ready_url} in {timeout:.0f} s; see {log}")
+            time.sleep(0.2)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def tunesmith_server(
+    data_dir: Path, threads: int, workers: int, **settings: str
+) -> Iterator[tuple[str, str]]:
+    """``tunesmith serve`` on a free loopback port; yields (API base URL, API key)."""
+    env = tunesmith_env(data_dir, threads, **settings)
+    key = tunesmith_key(env)
+    port = free_port()
+    command = [*TUNESMITH, "serve", "--port", str(port), "--workers", str(workers)]
+    url = f"http://127.0.0.1:{port}"
+    with server_process(
+        [*command, "--log-level", "warning"], env, url + "/openapi.json", data_dir / "serve.log"
+    ):
+        yield url + "/v1", key
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile (0-100), interpolated between order statistics as numpy does;
+    with few values p99 is about the largest."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def source_state() -> dict[str, Any]:
+    """The commit measured and the files of ``src`` that differ from it (uncommitted work)."""
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30
+            ).stdout.rstrip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {
+        "commit": git("log", "--oneline", "-1"),
+        "uncommitted_src": [line[3:] for line in git("status", "--short", "src").splitlines()],
+    }
 
 
 # ---------------------------------------------------------------- output

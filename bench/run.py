@@ -4,9 +4,11 @@
     make bench            # .venv/bin/python -m bench.run           (long: about an hour here)
     .venv/bin/python -m bench.run --only sft --json-out .bench/results.jsonl
 
-Benchmarks 3 (serving) and 4 (job overhead) are not written yet: see docs/benchmarks.md.
-The figures are printed, never asserted; on a shared machine read the ``runnable`` column
-(threads competing for the cores while a contender ran) before trusting a ratio.
+Benchmarks: ``sft`` (LoRA SFT throughput), ``classification``, ``serving`` (chat completions
+under 1 and 8 streaming clients) and ``jobs`` (job start-up and API latency); each is described
+in its module and in docs/benchmarks.md. The figures are printed, never asserted; on a shared
+machine read the ``runnable`` column (threads competing for the cores while a contender ran)
+before trusting a ratio.
 """
 
 from __future__ import annotations
@@ -17,10 +19,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bench import classification, sft_throughput
+from bench import classification, jobs, serving, sft_throughput
 from bench.common import machine
 
-BENCHMARKS = {"sft": sft_throughput.main, "classification": classification.main}
+BENCHMARKS = {
+    "sft": sft_throughput.main,
+    "classification": classification.main,
+    "serving": serving.main,
+    "jobs": jobs.main,
+}
 
 
 def main() -> None:

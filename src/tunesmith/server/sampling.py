@@ -119,17 +119,6 @@ def as_chunks(outputs: Sequence[GenerationOutput], first_index: int = 0) -> Iter
         yield i, StreamChunk("", out.finish_reason, out.prompt_tokens, out.completion_tokens)
 
 
-def indexed(chunks: Iterator[StreamChunk]) -> Iterator[tuple[int, StreamChunk]]:
-    """One streamed sample as choice 0; closing this closes the engine's stream too."""
-    try:
-        for chunk in chunks:
-            yield 0, chunk
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
-
-
 async def indexed_async(
     chunks: AsyncIterator[StreamChunk],
 ) -> AsyncIterator[tuple[int, StreamChunk]]:

@@ -320,8 +320,10 @@ def _loss_and_collate(
             f"{data.task.value} needs a causal or seq2seq model; encoders can "
             "only be fine-tuned for classification"
         )
-    return "lm", CausalLMLoss(model), (
-        lambda items: pack_causal(items, packed_row_capacity(hp.max_seq_length), pad_id)
+    return (
+        "lm",
+        CausalLMLoss(model),
+        (lambda items: pack_causal(items, packed_row_capacity(hp.max_seq_length), pad_id)),
     )
 
 

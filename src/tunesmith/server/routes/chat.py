@@ -1,9 +1,10 @@
 """``POST /v1/chat/completions``: chat with a base model, a fine-tuned model or a checkpoint.
 
 The conversation is rendered with the model's chat template exactly as training rendered it
-(the engine's ``generate_chat`` / ``stream_chat``). ``stream: true`` answers Server-Sent
-Events shaped as OpenAI's ``chat.completion.chunk``; one streamed choice arrives token by token,
-several (``n > 1``) are generated together and then sent one after another.
+(the engine's ``chat_prompt_ids``). A single reply (``n`` = 1) is generated in a batch with the
+model's other requests (``Inference.generate``); ``n > 1`` samples are generated together on
+their own. ``stream: true`` answers Server-Sent Events shaped as OpenAI's
+``chat.completion.chunk``: one choice arrives token by token, several one after another.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from tunesmith.inference.cache import ModelHandle
+from tunesmith.inference.params import GenerationParams
 from tunesmith.jobs.ids import new_id
 from tunesmith.jobs.store import now
 from tunesmith.server import sampling
@@ -48,11 +49,20 @@ async def create_completion(
     inference: Inference = request.app.state.inference
     model = await inference.target(sessions, project, body.model, Task.COMPLETION)
     echo = bool(body.echo)
-    if body.stream:
+    wants_usage = sampling.wants_usage(body)
+    if values["n"] == 1 and len(prompts) == 1:  # one sample: batched with other requests
+        params = GenerationParams(**values)
+        chunks = await inference.generate(model, partial(_prompt, prompts[0]), params)
+        if body.stream:
+            pairs = sampling.indexed_async(chunks)
+            return sampling.sse_response(_events(pairs, body.model, prompts, 1, echo, wants_usage))
+        per_prompt = [[await sampling.collect(chunks)]]
+    elif body.stream:
         chunks = await inference.stream(model, partial(_stream, prompts, values))
-        events = _events(chunks, body.model, prompts, values["n"], echo, sampling.wants_usage(body))
+        events = _events(chunks, body.model, prompts, values["n"], echo, wants_usage)
         return sampling.sse_response(events)
-    per_prompt = await inference.run(model, partial(_generate, prompts, values))
+    else:
+        per_prompt = await inference.run(model, partial(_generate, prompts, values))
     choices = [
         CompletionChoice(
             text=(prompt + o.text) if echo else o.text,
@@ -74,9 +84,14 @@ async def create_completion(
 # --- on the inference thread ---------------------------------------------------------------
 
 
+def _prompt(prompt: str, tokenizer: Any, encoder_decoder: bool) -> list[int]:
+    from tunesmith.inference.generation import completion_prompt_ids
+
+    return completion_prompt_ids(tokenizer, prompt, encoder_decoder=encoder_decoder)
+
+
 def _generate(prompts: list[str], values: dict[str, Any], handle: ModelHandle) -> list[Any]:
     from tunesmith.inference.generation import (
-        GenerationParams,
         completion_prompt_ids,
         generate_from_ids,
         is_encoder_decoder,
@@ -90,13 +105,8 @@ def _generate(prompts: list[str], values: dict[str, Any], handle: ModelHandle) -
 
 
 def _stream(prompts: list[str], values: dict[str, Any], handle: ModelHandle) -> Iterator[Any]:
-    from tunesmith.inference.generation import GenerationParams, stream_completion
-
+    """Several prompts or samples: generated together, then streamed one after another."""
     params = GenerationParams(**values)
-    if params.n == 1 and len(prompts) == 1:
-        return sampling.indexed(
-            stream_completion(handle.model, handle.tokenizer, prompts[0], params)
-        )
     per_prompt = _generate(prompts, values, handle)
     return (
         pair
