@@ -150,10 +150,16 @@ def page(browser: Any, server: Server) -> Iterator[Any]:
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
     tab.set_default_timeout(20_000)
+    log = server.data_dir / "serve.log"
+    seen = log.stat().st_size
     tab.goto(server.url + "/")
     yield tab
     context.close()
     assert errors == [], f"JavaScript errors on the page: {errors}"
+    with log.open(encoding="utf-8", errors="replace") as handle:
+        handle.seek(seen)
+        new_lines = handle.read()
+    assert "Traceback" not in new_lines, f"the server failed while this test ran:\n{new_lines}"
 
 
 @pytest.fixture(scope="package")

@@ -57,5 +57,7 @@ def test_a_job_trains_a_tiny_model_with_the_real_engine(
     assert job.fine_tuned_model and job.fine_tuned_model.startswith("ft:")
     assert job.trained_tokens and job.trained_tokens > 0
     assert [e for e in events if e.type == "metrics"]
-    assert sorted(c.step for c in checkpoints)[0] == 2
+    steps = sorted(c.step for c in checkpoints)
+    assert steps and len(steps) <= 3  # the engine keeps the newest 3; pruned ones are forgotten
+    assert all(Path(c.path).is_dir() for c in checkpoints)
     assert os.path.exists(Path(job.output_dir) / "tunesmith.json")

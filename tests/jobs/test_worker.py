@@ -74,8 +74,9 @@ def test_a_job_validates_trains_and_succeeds(
     assert job.fine_tuned_model == f"ft:tiny:acme::{job_id.removeprefix('ftjob-')}"
     assert job.trained_tokens == 800 and job.finished_at and job.estimated_finish is None
     assert job.hyperparameters == {"n_epochs": 2, "batch_size": 2, "learning_rate_multiplier": 1.0}
-    assert [c.step for c in db.checkpoints(job_id)] == [2, 4, 6, 8]
-    assert db.checkpoints(job_id)[0].fine_tuned_model_checkpoint.endswith(":ckpt-step-2")
+    # checkpoints at steps 2, 4, 6, 8: the records of those pruned (all but the newest 3) go
+    assert [c.step for c in db.checkpoints(job_id)] == [4, 6, 8]
+    assert db.checkpoints(job_id)[0].fine_tuned_model_checkpoint.endswith(":ckpt-step-4")
     metrics = [e for e in db.events(job_id) if e.type == "metrics"]
     assert [e.data["step"] for e in metrics] == list(range(1, 9))
     assert {"train_loss", "train_mean_token_accuracy", "total_steps"} <= metrics[0].data.keys()

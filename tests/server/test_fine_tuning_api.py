@@ -14,7 +14,9 @@ def test_a_job_runs_to_a_fine_tuned_model(server: Server) -> None:
         training_file=file_id,
         method={
             "type": "supervised",
-            "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": 2}},
+            "supervised": {
+                "hyperparameters": {"n_epochs": 2, "batch_size": 2, "checkpoint_every": 2}
+            },
         },
         suffix="demo",
         seed=7,
@@ -49,6 +51,11 @@ def test_a_job_runs_to_a_fine_tuned_model(server: Server) -> None:
     checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id)
     steps = [c.step_number for c in checkpoints.data]
     assert steps == sorted(steps, reverse=True) and steps[0] == 8
+    # only the checkpoints the engine keeps (its newest 3) are listed, each usable as a model
+    created = [e for e in everything if e.message.startswith("Checkpoint created")]
+    assert len(created) > 3 and len(steps) == 3
+    for checkpoint in checkpoints.data:
+        assert client.models.retrieve(checkpoint.fine_tuned_model_checkpoint).id
     newest = checkpoints.data[0]
     assert newest.fine_tuned_model_checkpoint == f"{job.fine_tuned_model}:ckpt-step-8"
     assert newest.metrics.train_loss is not None and newest.fine_tuning_job_id == job.id

@@ -81,7 +81,8 @@ def test_deleting_models(server: Server) -> None:
     assert caught.value.status_code == 403 and caught.value.param == "model"
 
     oldest = tuned.checkpoints[-1]
-    folder = server.data_dir / "runs" / tuned.job_id / "checkpoints" / "step-000001"
+    step = int(oldest.rsplit("-", 1)[1])  # the oldest checkpoint kept (older ones are pruned)
+    folder = server.data_dir / "runs" / tuned.job_id / "checkpoints" / f"step-{step:06d}"
     assert folder.is_dir()
     deleted = acme.models.delete(oldest)
     assert deleted.deleted and deleted.id == oldest and deleted.object == "model"

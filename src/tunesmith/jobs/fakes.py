@@ -14,6 +14,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,8 @@ from tunesmith.training.callbacks import (
     TrainingPlan,
 )
 from tunesmith.training.spec import FinetuneSpec
+
+KEEP_CHECKPOINTS = 3  # as training/checkpoint.py, which imports torch (the fakes must not)
 
 # --- the in-memory queue ---------------------------------------------------------------------
 
@@ -198,6 +201,10 @@ def _save_checkpoint(output_dir: Path, step: int) -> Path:
     folder = output_dir / "checkpoints" / f"step-{step:06d}"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "state.json").write_text(json.dumps({"step": step}))
+    # like the engine (training/checkpoint.py): only the newest few are kept
+    saved = sorted(folder.parent.glob("step-*"))
+    for old in saved[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
     return folder
 
 

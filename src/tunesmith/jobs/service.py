@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -210,7 +211,16 @@ def add_checkpoint(
         created_at=now(),
     )
     session.add(checkpoint)
+    _forget_pruned_checkpoints(session, job)
     return checkpoint
+
+
+def _forget_pruned_checkpoints(session: Session, job: Job) -> None:
+    """Drop the records of checkpoints whose folders the engine has pruned (it keeps the
+    newest few), so the job lists only checkpoints that can still be used as models."""
+    for old in session.scalars(select(Checkpoint).where(Checkpoint.job_id == job.id)):
+        if old.path and not Path(old.path).is_dir():
+            session.delete(old)
 
 
 def list_checkpoints(

@@ -55,5 +55,7 @@ def get_project(request: Request) -> Project:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# closed as soon as the route returns, not after the response is sent: on SQLite a session
+# holds the database's write lock from its first statement (store.py) until it closes
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 CurrentProject = Annotated[Project, Depends(get_project)]

@@ -25,12 +25,18 @@ AutoOrInt = Annotated[str, Query(pattern=r"^(auto|[0-9]+)$")]
 AutoOrFloat = Annotated[str, Query(pattern=r"^(auto|[0-9]*\.?[0-9]+(e-?[0-9]+)?)$")]
 
 
-def _record(sessions: Any, project_id: str, file_id: str, param: str) -> FileRecord:
-    with sessions() as session:
-        record = store.get_file(session, project_id, file_id)
+async def _record(sessions: Any, project_id: str, file_id: str, param: str) -> FileRecord:
+    # In a worker thread, never on the event loop: waiting there for the database lock would
+    # also stop the request holding it from finishing (SQLite waits out its busy timeout).
+    record = await run_in_threadpool(_get_file, sessions, project_id, file_id)
     if record is None:
         raise NotFoundError("file", file_id, param=param)
     return record
+
+
+def _get_file(sessions: Any, project_id: str, file_id: str) -> FileRecord | None:
+    with sessions() as session:
+        return store.get_file(session, project_id, file_id)
 
 
 def _hyperparameters(**values: str) -> Hyperparameters:
@@ -61,9 +67,9 @@ async def file_validation(
     (token counts with ``model``'s tokenizer, label distribution), the training estimate
     (epochs, steps, tokens, seconds) and, with ``model``, every "auto" hyperparameter
     resolved. ``validation_file`` checks the pair (shared examples, unknown labels)."""
-    train = _record(sessions, project.id, file_id, "file_id")
+    train = await _record(sessions, project.id, file_id, "file_id")
     valid = (
-        _record(sessions, project.id, validation_file, "validation_file")
+        await _record(sessions, project.id, validation_file, "validation_file")
         if validation_file
         else None
     )
@@ -96,5 +102,5 @@ async def file_examples(
     limit: Annotated[int, Query(ge=1, le=100)] = 5,
 ) -> dict[str, Any]:
     """A page of the file's records as written, each with its line number."""
-    record = _record(sessions, project.id, file_id, "file_id")
+    record = await _record(sessions, project.id, file_id, "file_id")
     return await run_in_threadpool(read_examples, Path(record.path), offset=offset, limit=limit)
