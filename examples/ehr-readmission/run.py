@@ -184,13 +184,21 @@ def split_by_patient(
     deid: dict[str, Path], work: Path, seed: int, summary: dict[str, Any]
 ) -> dict[str, Path]:
     """70/15/15 by patient (pseudonym): a patient's stays are correlated (the generator's
-    frailty term), so a note-level split would let the model recognise patients."""
+    frailty term), so a note-level split would let the model recognise patients. Stratified:
+    patients ever readmitted and never readmitted are split separately, so every split holds
+    both outcomes even in a small cohort."""
     rows = [json.loads(line) for line in deid["notes"].read_text().splitlines()]
-    patients = sorted({r["patient_id"] for r in rows})
-    random.Random(seed).shuffle(patients)
-    cut1 = round(SPLITS["train"] * len(patients))
-    cut2 = cut1 + round(SPLITS["validation"] * len(patients))
-    groups = {"train": patients[:cut1], "validation": patients[cut1:cut2], "test": patients[cut2:]}
+    readmitted = {r["patient_id"] for r in rows if int(r["label"]) == 1}
+    never = {r["patient_id"] for r in rows} - readmitted
+    groups: dict[str, list[str]] = {"train": [], "validation": [], "test": []}
+    for stratum in (readmitted, never):
+        patients = sorted(stratum)
+        random.Random(seed).shuffle(patients)
+        cut1 = round(SPLITS["train"] * len(patients))
+        cut2 = cut1 + round(SPLITS["validation"] * len(patients))
+        groups["train"] += patients[:cut1]
+        groups["validation"] += patients[cut1:cut2]
+        groups["test"] += patients[cut2:]
     paths, sizes = {}, {}
     for name, members in groups.items():
         chosen = set(members)

@@ -50,6 +50,11 @@ def test_a_fine_tune_from_the_form_is_watched_to_completion(
 ) -> None:
     train = upload(server, data_files["train"])
     valid = upload(server, data_files["valid"])
+    answers: list[tuple[int, str]] = []  # the form's report requests, for a failure message
+    page.on(
+        "response",
+        lambda r: answers.append((r.status, r.url)) if "/validation" in r.url else None,
+    )
     sign_in(page, server.key)
     page.get_by_role("link", name="New fine-tune").click()
     page.get_by_label("Base model").fill(server.model)
@@ -57,7 +62,15 @@ def test_a_fine_tune_from_the_form_is_watched_to_completion(
     page.get_by_label("Validation file (optional)").select_option(valid)
     page.get_by_label("Batch size").fill("1")
     # "auto" is shown as what it resolves to: 48 examples -> 3 epochs
-    expect(page.locator("#hp-n_epochs-hint")).to_have_text("auto → 3")
+    try:
+        expect(page.locator("#hp-n_epochs-hint")).to_have_text("auto → 3")
+    except AssertionError as failed:
+        reports = "\n".join(f"{status} {url}" for status, url in answers)
+        estimate = page.locator("#estimate").inner_text()
+        log = (server.data_dir / "serve.log").read_text()
+        raise AssertionError(
+            f"{failed}\nreports:\n{reports}\nestimate: {estimate}\n{log}"
+        ) from None
     estimate = page.locator("#estimate")
     expect(estimate).to_contain_text("144")  # steps: 48 examples x 3 epochs / batch 1
     expect(estimate).to_contain_text("Estimated time")
