@@ -107,7 +107,7 @@ class Batcher:
                 rows = self._take(self._pending[key])
                 if not rows:
                     del self._pending[key]
-                    run_batch = self._runners.pop(key)
+                    del self._runners[key]
                     return
                 run_batch = self._runners[key]
             try:
