@@ -182,7 +182,10 @@ def test_cancel_stops_every_rank(settings: Settings, engine: Engine, jobs: Jobs)
 def test_pause_stops_every_rank_and_one_process_finishes_the_job(
     settings: Settings, engine: Engine, jobs: Jobs
 ) -> None:
-    job_id = jobs.create(24, {"nproc_per_node": 2}, n_epochs=3, batch_size=2, checkpoint_every=4)
+    # 240 steps: enough that the job is still training when the pause lands (on an idle
+    # machine the tiny model runs 36 steps in about a second, faster than the pause poll)
+    steps = 240
+    job_id = jobs.create(24, {"nproc_per_node": 2}, n_epochs=20, batch_size=2, checkpoint_every=4)
     worker = Worker(settings, engine, nproc_per_node=2)
     thread = in_thread(worker.run)
     try:
@@ -196,15 +199,15 @@ def test_pause_stops_every_rank_and_one_process_finishes_the_job(
     paused = [m for m in jobs.messages(job_id) if m.startswith("Job paused after step")]
     assert paused
     paused_at = int(paused[0].split("step ")[1].split(";")[0])
-    assert paused_at < 36
+    assert paused_at < steps
 
     jobs.act(job_id, service.resume_job)
     Worker(settings, engine).run(until_idle=True)  # one process this time
     job = jobs.job(job_id)
     assert job.status == JobStatus.SUCCEEDED, job.error
-    assert any(f"resumed at step {paused_at} of 36" in m for m in jobs.messages(job_id))
+    assert any(f"resumed at step {paused_at} of {steps}" in m for m in jobs.messages(job_id))
     rows = (Path(job.output_dir) / "metrics.csv").read_text().splitlines()[1:]
-    assert [int(r.split(",")[0]) for r in rows] == list(range(1, 37))
+    assert [int(r.split(",")[0]) for r in rows] == list(range(1, steps + 1))
 
 
 def test_a_lost_lease_stops_every_rank(settings: Settings, engine: Engine, jobs: Jobs) -> None:
