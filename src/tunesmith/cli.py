@@ -125,6 +125,11 @@ def _distributed(
     )
 
 
+def _hp_default(name: str) -> Any:
+    """A hyperparameter's default, from the spec itself: one place says what it is."""
+    return Hyperparameters.model_fields[name].default
+
+
 def _int_or_auto(value: str, name: str) -> int | str:
     if value == "auto":
         return value
@@ -274,14 +279,16 @@ def finetune(
     max_seq_length: Annotated[
         str, typer.Option(help="Token limit per example or 'auto'.")
     ] = "auto",
-    warmup_ratio: Annotated[float, typer.Option()] = 0.05,
-    scheduler: Annotated[str, typer.Option(help="linear, cosine or constant.")] = "linear",
+    warmup_ratio: Annotated[float, typer.Option()] = _hp_default("warmup_ratio"),
+    scheduler: Annotated[str, typer.Option(help="linear, cosine or constant.")] = _hp_default(
+        "lr_scheduler"
+    ),
     grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
-    weight_decay: Annotated[float, typer.Option()] = 0.0,
+    weight_decay: Annotated[float, typer.Option()] = _hp_default("weight_decay"),
     dropout: Annotated[float | None, typer.Option(help="Override the model's dropout.")] = None,
-    lora_r: Annotated[int, typer.Option()] = 8,
-    lora_alpha: Annotated[int, typer.Option()] = 16,
-    lora_dropout: Annotated[float, typer.Option()] = 0.05,
+    lora_r: Annotated[int, typer.Option()] = _hp_default("lora_r"),
+    lora_alpha: Annotated[int, typer.Option()] = _hp_default("lora_alpha"),
+    lora_dropout: Annotated[float, typer.Option()] = _hp_default("lora_dropout"),
     lora_targets: Annotated[
         str, typer.Option(help="'all-linear' or comma-separated module names.")
     ] = "all-linear",

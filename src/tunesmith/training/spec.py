@@ -74,7 +74,9 @@ class Hyperparameters(BaseModel):
     seed: int = 42
     lora_r: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)
-    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    lora_dropout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input (decision 008: off)."
+    )
     lora_target_modules: str | list[str] = Field(
         "all-linear", description="'all-linear' or module names such as ['q_proj', 'v_proj']."
     )

@@ -32,7 +32,7 @@ const DEFAULTS = {
   weight_decay: 0,
   lora_r: 8,
   lora_alpha: 16,
-  lora_dropout: 0.05,
+  lora_dropout: 0,
   early_stopping_patience: "off",
 };
 
