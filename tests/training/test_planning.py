@@ -18,8 +18,7 @@ def test_embedding_tables_are_not_counted(
     folder = causal_dir if kind == "causal" else encoder_dir
     model = AutoModel.from_pretrained(folder)
     total = sum(p.numel() for p in model.parameters())
-    tables = sum(
-        m.weight.numel() for m in model.modules() if isinstance(m, type(model.get_input_embeddings()))
-    )
+    embedding = type(model.get_input_embeddings())
+    tables = sum(m.weight.numel() for m in model.modules() if isinstance(m, embedding))
     assert tables >= model.get_input_embeddings().weight.numel() > 0
     assert count_parameters_of(folder, settings) == total - tables
