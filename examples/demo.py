@@ -74,7 +74,7 @@ def main() -> None:
         "--batch-size",
         "16",
         "--learning-rate",
-        "5e-5",
+        "1e-4",
         "--output",
         str(DEMO / "runs" / "spam-minilm"),
     )
@@ -110,7 +110,9 @@ def main() -> None:
     # the same fine-tune through the OpenAI-compatible server, driven by the openai SDK
     api_demo = [sys.executable, str(Path(__file__).with_name("api_demo.py"))]
     print("\n$ python examples/api_demo.py", flush=True)
-    subprocess.run([*api_demo, *(["--quick"] if args.quick else [])], check=True)
+    # on the demo's own data folder, so the packaged model the CLI converted is reused
+    api_args = ["--data-dir", str(HOME), *(["--quick"] if args.quick else [])]
+    subprocess.run([*api_demo, *api_args], check=True)
     print(f"\ndemo finished in {(time.time() - started) / 60:.1f} minutes; runs in {DEMO / 'runs'}")
 
 
