@@ -1,6 +1,6 @@
 """30-day readmission from discharge notes, end to end through tunesmith, on SYNTHETIC records.
 
-    .venv/bin/python examples/ehr-readmission/run.py                  # ~20 min on 2 CPU cores
+    .venv/bin/python examples/ehr-readmission/run.py                  # ~7 min on 2 CPU cores
     .venv/bin/python examples/ehr-readmission/run.py --patients 150 --epochs 2   # quicker
 
 No real clinical data is available offline: ``generate.py`` invents every patient, note and
