@@ -32,6 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -145,18 +146,57 @@ def score(client: OpenAI, model: str, test: Path) -> None:
 
 
 def check_nothing_stored(data_dir: Path, identifiers: list[str]) -> None:
-    """Every file under the server's data folder (database, uploads, runs, logs), as bytes."""
+    """Every file under the server's data folder (database, uploads, runs, logs), as bytes.
+    Tensor files are read where text can live: a safetensors file's JSON header, and every
+    member of a torch checkpoint archive but its raw tensor storages (``*/data/N``); scanning
+    gigabytes of weights once per value took many minutes."""
     patterns = [re.compile(rb"(?<![0-9A-Za-z])" + re.escape(v.encode()) + rb"(?![0-9A-Za-z])", re.I)
                 for v in identifiers]  # fmt: skip
+    # a saved tokenizer.json lists the base model's vocabulary with token ids, which look like
+    # ZIP codes: where the vocabulary is the base's unchanged, it is left out of the search
+    base_vocab = _vocab(_base_model_dir(data_dir) / "tokenizer.json")
     files = [p for p in data_dir.rglob("*") if p.is_file()]
     leaks = []
     for path in files:
-        data = path.read_bytes()
+        data = _searchable_bytes(path, base_vocab)
         leaks += [(path, pattern.pattern) for pattern in patterns if pattern.search(data)]
     print(f"scanned {len(files)} files under the data folder for {len(identifiers)} identifier "
           f"values: {len(leaks)} found")  # fmt: skip
     if leaks:
         raise SystemExit(f"identifiers found: {leaks[:5]}")
+
+
+def _base_model_dir(data_dir: Path) -> Path:
+    from tunesmith.models.registry import resolve_model
+    from tunesmith.settings import Settings
+
+    return Path(resolve_model(MODEL, Settings(data_dir=data_dir)).path)
+
+
+def _vocab(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))["model"]["vocab"]
+
+
+def _searchable_bytes(path: Path, base_vocab: Any) -> bytes:
+    if path.name == "tokenizer.json":
+        tokenizer = json.loads(path.read_text(encoding="utf-8"))
+        if tokenizer["model"]["vocab"] == base_vocab:
+            del tokenizer["model"]["vocab"]
+        return json.dumps(tokenizer).encode()
+    if path.suffix == ".safetensors":
+        return _safetensors_header(path)
+    if path.suffix == ".pt" and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if not re.search(r"/data/\d+$", n)]
+            return b"\n".join(archive.read(n) for n in names)
+    return path.read_bytes()
+
+
+def _safetensors_header(path: Path) -> bytes:
+    """The JSON header of a safetensors file: an 8-byte little-endian length, then the JSON."""
+    with path.open("rb") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        return handle.read(size)
 
 
 if __name__ == "__main__":
