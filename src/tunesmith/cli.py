@@ -283,7 +283,9 @@ def finetune(
     scheduler: Annotated[str, typer.Option(help="linear, cosine or constant.")] = _hp_default(
         "lr_scheduler"
     ),
-    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
+    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = _hp_default(
+        "gradient_accumulation_steps"
+    ),
     weight_decay: Annotated[float, typer.Option()] = _hp_default("weight_decay"),
     dropout: Annotated[float | None, typer.Option(help="Override the model's dropout.")] = None,
     lora_r: Annotated[int, typer.Option()] = _hp_default("lora_r"),
@@ -294,7 +296,7 @@ def finetune(
     ] = "all-linear",
     head_layers: Annotated[
         int, typer.Option(help="With --method head: top blocks also trained.")
-    ] = 1,
+    ] = _hp_default("head_layers"),
     early_stopping: Annotated[
         int | None, typer.Option(help="Patience in evaluations without a better valid_loss.")
     ] = None,
@@ -302,7 +304,7 @@ def finetune(
     checkpoint_every: Annotated[
         str, typer.Option(help="Steps between checkpoints or 'auto'.")
     ] = "auto",
-    seed: Annotated[int, typer.Option()] = 42,
+    seed: Annotated[int, typer.Option()] = _hp_default("seed"),
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
     output: Annotated[
         Path | None, typer.Option(help="Run folder [default: <data-dir>/runs/...].")
