@@ -10,8 +10,10 @@ trains in its own child process and reports examples per second after the warm-u
 peak RSS, and validation accuracy and F1 (positive class) of its final weights, computed by
 one shared function (``predict``) over the same validation set.
 
-Contenders: ``tunesmith`` (``finetune``: length-bucketed batches, one-logit binary head) and
-``trainer`` (transformers ``Trainer`` with ``DataCollatorWithPadding``, two-logit head).
+Contenders: ``tunesmith`` (``finetune``: length-bucketed batches, one-logit binary head over
+the masked mean of the token states, as MiniLM was trained to be read: decision 009) and
+``trainer`` (transformers ``Trainer`` with ``DataCollatorWithPadding``, two-logit head over
+BERT's CLS pooler, transformers' default).
 """
 
 from __future__ import annotations
@@ -115,9 +117,13 @@ def evaluate(setup: Setup, model_dir: Path) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from tunesmith.models.pooling import MEAN, apply_mean_pooling, declared_pooling
+
     rows = read_rows(setup.dir / "valid.jsonl")
     tokenizer = AutoTokenizer.from_pretrained(model_path())
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    if declared_pooling(model_dir, model.config) == MEAN:  # each model read as it was trained
+        apply_mean_pooling(model)
     predicted = predict(model, tokenizer, [r["text"] for r in rows], setup.max_length)
     truth = [r["label"] for r in rows]
     return {
