@@ -138,6 +138,10 @@ def test_packaged_minilm_loads_as_a_classifier(settings: Settings) -> None:
     labels = LabelSpace(names=["negative", "positive"], multi_label=False)
     loaded = load_any(packaged.id, settings, task="classification", label_space=labels)
     assert type(loaded.model).__name__ == "BertForSequenceClassification"
-    assert sum(p.numel() for p in loaded.model.bert.parameters()) == packaged.params
+    # MiniLM declares mean pooling: its CLS pooler (hidden x hidden + bias) is dropped
+    hidden = loaded.model.config.hidden_size
+    pooler = hidden * hidden + hidden
+    assert sum(p.numel() for p in loaded.model.bert.parameters()) == packaged.params - pooler
+    assert loaded.model.config.tunesmith_pooling == "mean"
     batch = loaded.tokenizer(["a fine day", "awful"], padding=True, return_tensors="pt")
     assert loaded.model(**batch).logits.shape == (2, 1)
