@@ -117,13 +117,12 @@ def evaluate(setup: Setup, model_dir: Path) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from tunesmith.models.pooling import MEAN, apply_mean_pooling, declared_pooling
+    from tunesmith.models.pooling import pool_as_declared
 
     rows = read_rows(setup.dir / "valid.jsonl")
     tokenizer = AutoTokenizer.from_pretrained(model_path())
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
-    if declared_pooling(model_dir, model.config) == MEAN:  # each model read as it was trained
-        apply_mean_pooling(model)
+    pool_as_declared(model, model_dir)  # each model read as it was trained
     predicted = predict(model, tokenizer, [r["text"] for r in rows], setup.max_length)
     truth = [r["label"] for r in rows]
     return {

@@ -9,7 +9,6 @@ because unpickling a file from a user can run arbitrary code.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,8 +36,6 @@ __all__ = [
     "read_run_manifest",
     "require_safetensors",
 ]
-
-log = logging.getLogger(__name__)
 
 RUN_MANIFEST = "tunesmith.json"  # same name as training/manifest.py; models must not import it
 ADAPTER_CONFIG = "adapter_config.json"
@@ -192,7 +189,9 @@ def load_model(
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelError(f"cannot load {resolved.name} ({path}) for {task}: {exc}") from exc
     if task == Task.CLASSIFICATION and resolved.kind == ModelKind.ENCODER:
-        _pool_as_declared(model, path, config)
+        from tunesmith.models.pooling import pool_as_declared
+
+        pool_as_declared(model, path)
     generation = getattr(model, "generation_config", None)
     if generation is not None and generation.pad_token_id is None:
         generation.pad_token_id = config.pad_token_id
@@ -314,19 +313,6 @@ def _auto_class(task: Task, kind: ModelKind) -> Any:
             "classify. Choose a causal model such as smollm2-135m-instruct."
         )
     return AutoModelForCausalLM
-
-
-def _pool_as_declared(model: PreTrainedModel, path: Path, config: Any) -> None:
-    """Mean pooling for checkpoints trained to be read that way (``models/pooling.py``)."""
-    from tunesmith.models.pooling import MEAN, apply_mean_pooling, declared_pooling
-
-    if declared_pooling(path, config) == MEAN and not apply_mean_pooling(model):
-        log.warning(
-            "%s declares mean pooling, but %s has no pooler to replace; it classifies from "
-            "its own head",
-            path,
-            type(model).__name__,
-        )
 
 
 def _override_dropout(config: Any, dropout: float) -> None:

@@ -17,15 +17,35 @@ model's config (``tunesmith_pooling``), so a fine-tuned run folder, which keeps 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
 
+log = logging.getLogger(__name__)
+
 POOLING_CONFIG_KEY = "tunesmith_pooling"
 MEAN = "mean"
 ST_MODULES = "modules.json"  # sentence-transformers' list of modules, one of them the pooling
 ST_POOLING_TYPE = "sentence_transformers.models.Pooling"
+
+
+def pool_as_declared(model: nn.Module, path: Path) -> bool:
+    """Mean-pool ``model`` (loaded from ``path``) when its checkpoint declares mean pooling;
+    True when it now does. The one entry point: loading and the benchmark's evaluation both
+    read a classifier through it."""
+    if declared_pooling(path, model.config) != MEAN:
+        return False
+    if not apply_mean_pooling(model):
+        log.warning(
+            "%s declares mean pooling, but %s has no pooler to replace; it classifies from "
+            "its own head",
+            path,
+            type(model).__name__,
+        )
+        return False
+    return True
 
 
 def declared_pooling(path: Path, config: Any) -> str | None:
