@@ -63,9 +63,16 @@ def write_jsonl(path: Path, rows: Iterable[Any]) -> Path:
     return path
 
 
-def save_tiny_model(folder: Path, kind: str = "causal", seed: int = 0) -> Path:
+def save_tiny_model(
+    folder: Path, kind: str = "causal", seed: int = 0, *, embedding_std: float | None = None
+) -> Path:
     """A tiny random model of ``kind`` ("causal": Llama, "encoder": BERT, "seq2seq": T5) with
-    the tiny chat tokenizer, saved as a normal HF folder (safetensors)."""
+    the tiny chat tokenizer, saved as a normal HF folder (safetensors).
+
+    ``embedding_std`` redraws the (tied) token embeddings at that scale. At HF's 0.02 and width
+    32 an embedding's norm is ~0.1, so with the embeddings frozen no adapter can lift one logit
+    far above the rest: a LoRA's greedy tokens then win by ~0.15, a margin another CPU's kernels
+    can flip. Tests that read a fine-tuned model's greedy output use 0.3 (margins of 2+)."""
     import torch
     from transformers import (
         BertConfig,
@@ -124,6 +131,8 @@ def save_tiny_model(folder: Path, kind: str = "causal", seed: int = 0) -> Path:
         )
     else:
         raise ValueError(kind)
+    if embedding_std is not None:
+        torch.nn.init.normal_(model.get_input_embeddings().weight, std=embedding_std)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -104,6 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=MODEL, help="packaged id or a local HF folder")
     parser.add_argument("--patients", type=int, default=300)
     parser.add_argument("--new-patients", type=int, default=12, help="notes to score at the end")
+    parser.add_argument("--method", choices=[m.value for m in Method], default=Method.FULL.value)
+    parser.add_argument(
+        "--head-layers", type=int, default=1, help="with --method head: top blocks trained too"
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
@@ -256,9 +260,10 @@ def train(
         train_file=files["train"],
         validation_file=files["validation"],
         task=Task.CLASSIFICATION,
-        method=Method.FULL,
+        method=Method(args.method),
         suffix="readmission",
         hyperparameters=Hyperparameters(
+            head_layers=args.head_layers,
             n_epochs=args.epochs,
             batch_size=args.batch_size,
             learning_rate=args.learning_rate,
