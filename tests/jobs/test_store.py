@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, func, inspect, select
+from sqlalchemy.exc import DBAPIError
 
 from tunesmith.jobs import projects
-from tunesmith.jobs.models import Base, JobStatus, can_transition
-from tunesmith.jobs.store import create_engine_for, migrate, normalise_url, session_factory
+from tunesmith.jobs.models import Base, JobStatus, Project, can_transition
+from tunesmith.jobs.store import (
+    create_engine_for,
+    migrate,
+    normalise_url,
+    read_session_factory,
+    session_factory,
+)
 from tunesmith.settings import Settings
 
 
@@ -61,3 +70,38 @@ def test_keys_are_stored_hashed_and_authenticate_their_project(engine: Engine) -
     assert [k.project for k in listed] == ["acme", "globex"]
     assert all(created.key not in str(k) for k in listed)
     assert listed[0].prefix == created.key[:10]
+
+
+def test_read_sessions_read_but_refuse_to_write(engine: Engine) -> None:
+    with session_factory(engine).begin() as session:
+        projects.create_key(session, "acme")
+    reads = read_session_factory(engine)
+    with reads() as session:
+        assert [p.name for p in session.scalars(select(Project))] == ["acme"]
+    with reads() as session, pytest.raises(DBAPIError, match="(?i)read.only|readonly"):
+        session.add(Project(id="proj-globex", name="globex", created_at=0))
+        session.flush()
+    with session_factory(engine)() as session:  # the write session after it still writes
+        session.add(Project(id="proj-initech", name="initech", created_at=0))
+        session.commit()
+        assert session.scalar(select(func.count()).select_from(Project)) == 2
+
+
+def test_a_sqlite_read_does_not_wait_for_the_write_lock(tmp_path: Path) -> None:
+    """A GET must not queue behind a writer (a worker's transaction, a POST): readers see the
+    last committed state at once. Before read sessions, every request took the write lock."""
+    engine = create_engine_for(Settings(data_dir=tmp_path))
+    migrate(engine)
+    with session_factory(engine).begin() as session:
+        projects.create_key(session, "acme")
+    with session_factory(engine)() as writer:
+        writer.add(Project(id="proj-globex", name="globex", created_at=0))
+        writer.flush()  # BEGIN IMMEDIATE: this connection holds the write lock until commit
+        started = time.perf_counter()
+        with read_session_factory(engine)() as reader:
+            names = [p.name for p in reader.scalars(select(Project))]
+        waited = time.perf_counter() - started
+        writer.commit()
+    assert names == ["acme"]  # the committed snapshot, not the writer's pending row
+    assert waited < 5  # a queued read would wait for the commit, or the 30 s busy timeout
+    engine.dispose()

@@ -16,7 +16,12 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from tunesmith import __version__
-from tunesmith.jobs.store import create_engine_for, migrate, session_factory
+from tunesmith.jobs.store import (
+    create_engine_for,
+    migrate,
+    read_session_factory,
+    session_factory,
+)
 from tunesmith.jobs.worker import WorkerPool
 from tunesmith.server.dashboard import mount_dashboard
 from tunesmith.server.dataset_report import DatasetReports
@@ -90,6 +95,7 @@ def create_app(settings: Settings, *, workers: int = 0) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
+    app.state.read_sessions = read_session_factory(engine)  # for requests that only read
     install_error_handlers(app)
     app.include_router(files.router, prefix="/v1")
     app.include_router(fine_tuning.router, prefix="/v1")

@@ -1,6 +1,9 @@
 """Dependencies shared by the routes, as ``Annotated`` aliases.
 
 ``SessionDep``: a database session for the request (routes commit what they change).
+``ReadSessionDep``: one that only reads (GET routes, model lookups): on SQLite it does not
+queue for the write lock (``jobs/store.py``, decision 010), and a write through it raises.
+``SessionsDep`` / ``ReadSessionsDep``: the factories, for routes that open sessions themselves.
 ``CurrentProject``: the project of the request's ``Authorization: Bearer <key>``; any other
 project's objects answer 404. ``SettingsDep``: the app's settings.
 """
@@ -32,6 +35,15 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def get_read_sessions(request: Request) -> sessionmaker[Session]:
+    return request.app.state.read_sessions  # type: ignore[no-any-return]
+
+
+def get_read_session(request: Request) -> Iterator[Session]:
+    with get_read_sessions(request)() as session:
+        yield session
+
+
 def _mask(key: str) -> str:
     return f"{key[:5]}***{key[-4:]}" if len(key) > 12 else "***"
 
@@ -46,7 +58,7 @@ def get_project(request: Request) -> Project:
             "Bearer auth (Authorization: Bearer YOUR_KEY). Make one with "
             "`tunesmith keys create --project NAME`."
         )
-    with get_sessions(request)() as session:
+    with get_read_sessions(request)() as session:  # every request: never wait to write
         project = authenticate(session, key)
     if project is None:
         raise AuthError(f"Incorrect API key provided: {_mask(key)}.")
@@ -55,7 +67,9 @@ def get_project(request: Request) -> Project:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
+ReadSessionsDep = Annotated[sessionmaker[Session], Depends(get_read_sessions)]
 # closed as soon as the route returns, not after the response is sent: on SQLite a session
 # holds the database's write lock from its first statement (store.py) until it closes
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 CurrentProject = Annotated[Project, Depends(get_project)]

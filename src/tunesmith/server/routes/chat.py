@@ -22,7 +22,7 @@ from tunesmith.jobs.errors import InvalidRequestError
 from tunesmith.jobs.ids import new_id
 from tunesmith.jobs.store import now
 from tunesmith.server import sampling
-from tunesmith.server.deps import CurrentProject, SessionsDep
+from tunesmith.server.deps import CurrentProject, ReadSessionsDep
 from tunesmith.server.inference import Inference
 from tunesmith.server.inference_schemas import (
     ChatChoice,
@@ -46,7 +46,7 @@ Messages = list[dict[str, Any]]
     responses=sampling.stream_responses(ChatCompletionChunk),
 )
 async def create_chat_completion(
-    body: ChatCompletionCreate, request: Request, project: CurrentProject, sessions: SessionsDep
+    body: ChatCompletionCreate, request: Request, project: CurrentProject, sessions: ReadSessionsDep
 ) -> ChatCompletion | StreamingResponse:
     """Reply to a conversation. ``model`` may be a base model, a fine-tuned chat model
     (``ft:...``) or one of its checkpoints (``ft:...:ckpt-step-N``). Supported: temperature,

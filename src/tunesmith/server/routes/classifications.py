@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from tunesmith.inference.cache import ModelHandle
-from tunesmith.server.deps import CurrentProject, SessionsDep
+from tunesmith.server.deps import CurrentProject, ReadSessionsDep
 from tunesmith.server.errors import WrongEndpointError
 from tunesmith.server.inference import Inference
 from tunesmith.server.inference_schemas import (
@@ -36,7 +36,7 @@ NOT_A_CLASSIFIER = (
 
 @router.post("/classifications", response_model=ClassificationList)
 async def create_classification(
-    body: ClassificationCreate, request: Request, project: CurrentProject, sessions: SessionsDep
+    body: ClassificationCreate, request: Request, project: CurrentProject, sessions: ReadSessionsDep
 ) -> ClassificationList:
     """**tunesmith extension.** Classify one text or a list of texts with a model fine-tuned
     for classification: ``{"model": "ft:...", "input": "text" | ["text", ...]}`` answers

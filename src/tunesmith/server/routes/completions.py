@@ -21,7 +21,7 @@ from tunesmith.inference.params import GenerationParams
 from tunesmith.jobs.ids import new_id
 from tunesmith.jobs.store import now
 from tunesmith.server import sampling
-from tunesmith.server.deps import CurrentProject, SessionsDep
+from tunesmith.server.deps import CurrentProject, ReadSessionsDep
 from tunesmith.server.inference import Inference
 from tunesmith.server.inference_schemas import (
     Completion,
@@ -38,7 +38,7 @@ router = APIRouter(tags=["inference"])
     "/completions", response_model=Completion, responses=sampling.stream_responses(Completion)
 )
 async def create_completion(
-    body: CompletionCreate, request: Request, project: CurrentProject, sessions: SessionsDep
+    body: CompletionCreate, request: Request, project: CurrentProject, sessions: ReadSessionsDep
 ) -> Completion | StreamingResponse:
     """Continue one prompt or several. Supported: max_tokens (default 16), temperature, top_p,
     stop, seed, n, echo, stream with ``stream_options.include_usage``. Not yet: logprobs,

@@ -13,7 +13,7 @@ from tunesmith.jobs import files as store
 from tunesmith.jobs import service
 from tunesmith.jobs.errors import InvalidStateError, NotFoundError
 from tunesmith.jobs.models import JobStatus
-from tunesmith.server.deps import CurrentProject, SessionDep
+from tunesmith.server.deps import CurrentProject, ReadSessionDep, SessionDep
 from tunesmith.server.evaluations import EvaluationRequest, Evaluations
 
 router = APIRouter(prefix="/fine_tuning/jobs", tags=["fine-tuning (tunesmith extensions)"])
@@ -25,7 +25,7 @@ def _evaluations(request: Request) -> Evaluations:
 
 @router.get("/{fine_tuning_job_id}/evaluation")
 def get_evaluation(
-    request: Request, fine_tuning_job_id: str, project: CurrentProject, session: SessionDep
+    request: Request, fine_tuning_job_id: str, project: CurrentProject, session: ReadSessionDep
 ) -> dict[str, Any]:
     """``status``: ``not_started``, ``running``, ``succeeded`` (with ``report``) or ``failed``."""
     job = service.get_job(session, project.id, fine_tuning_job_id)

@@ -14,7 +14,7 @@ from tunesmith.jobs import files as store
 from tunesmith.jobs.errors import InvalidRequestError, NotFoundError
 from tunesmith.jobs.models import FileRecord
 from tunesmith.server.dataset_report import DatasetReports
-from tunesmith.server.deps import CurrentProject, SessionsDep
+from tunesmith.server.deps import CurrentProject, ReadSessionsDep
 from tunesmith.server.file_examples import read_examples
 from tunesmith.tasks import Method
 from tunesmith.training.spec import Hyperparameters
@@ -54,7 +54,7 @@ async def file_validation(
     request: Request,
     file_id: str,
     project: CurrentProject,
-    sessions: SessionsDep,
+    sessions: ReadSessionsDep,
     model: str | None = None,
     validation_file: str | None = None,
     method: Literal["lora", "full", "head"] = "lora",
@@ -97,7 +97,7 @@ async def file_validation(
 async def file_examples(
     file_id: str,
     project: CurrentProject,
-    sessions: SessionsDep,
+    sessions: ReadSessionsDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 5,
 ) -> dict[str, Any]:

@@ -12,7 +12,14 @@ from tunesmith.jobs import files as store
 from tunesmith.jobs.errors import InvalidRequestError, NotFoundError
 from tunesmith.jobs.models import FileRecord
 from tunesmith.server import deid_upload
-from tunesmith.server.deps import CurrentProject, SessionDep, SessionsDep, SettingsDep
+from tunesmith.server.deps import (
+    CurrentProject,
+    ReadSessionDep,
+    ReadSessionsDep,
+    SessionDep,
+    SessionsDep,
+    SettingsDep,
+)
 from tunesmith.server.schemas import FileDeleted, FileObject, ListResponse, from_file, list_response
 from tunesmith.server.uploads import Upload, receive_upload
 
@@ -115,7 +122,7 @@ def _save_upload(upload: Upload, project_id: str, settings: Any, sessions: Any) 
 @router.get("", response_model=ListResponse[FileObject])
 def list_files(
     project: CurrentProject,
-    session: SessionDep,
+    session: ReadSessionDep,
     purpose: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
     order: Literal["asc", "desc"] = "desc",
@@ -129,12 +136,12 @@ def list_files(
 
 
 @router.get("/{file_id}", response_model=FileObject)
-def retrieve_file(file_id: str, project: CurrentProject, session: SessionDep) -> FileObject:
+def retrieve_file(file_id: str, project: CurrentProject, session: ReadSessionDep) -> FileObject:
     return from_file(_get(session, project.id, file_id))
 
 
 @router.get("/{file_id}/content", response_class=FileResponse)
-def file_content(file_id: str, project: CurrentProject, sessions: SessionsDep) -> FileResponse:
+def file_content(file_id: str, project: CurrentProject, sessions: ReadSessionsDep) -> FileResponse:
     """The file's bytes."""
     with sessions() as session:  # closed before the bytes stream out
         record = _get(session, project.id, file_id)

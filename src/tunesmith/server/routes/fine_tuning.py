@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from tunesmith.jobs import service
 from tunesmith.jobs.models import Job
-from tunesmith.server.deps import CurrentProject, SessionDep, SettingsDep
+from tunesmith.server.deps import CurrentProject, ReadSessionDep, SessionDep, SettingsDep
 from tunesmith.server.mapping import new_job_from_request
 from tunesmith.server.schemas import (
     FineTuningJob,
@@ -55,7 +55,7 @@ def _metadata_filter(request: Request) -> dict[str, str]:
 def list_jobs(
     request: Request,
     project: CurrentProject,
-    session: SessionDep,
+    session: ReadSessionDep,
     after: str | None = None,
     limit: Limit = 20,
 ) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def list_jobs(
 
 @router.get("/{fine_tuning_job_id}", response_model=FineTuningJob)
 def retrieve_job(
-    fine_tuning_job_id: str, project: CurrentProject, session: SessionDep
+    fine_tuning_job_id: str, project: CurrentProject, session: ReadSessionDep
 ) -> FineTuningJob:
     return from_job(service.get_job(session, project.id, fine_tuning_job_id))
 
@@ -110,7 +110,7 @@ def resume_job(
 def list_events(
     fine_tuning_job_id: str,
     project: CurrentProject,
-    session: SessionDep,
+    session: ReadSessionDep,
     after: str | None = None,
     limit: Limit = 20,
 ) -> dict[str, Any]:
@@ -126,7 +126,7 @@ def list_events(
 def list_checkpoints(
     fine_tuning_job_id: str,
     project: CurrentProject,
-    session: SessionDep,
+    session: ReadSessionDep,
     after: str | None = None,
     limit: Limit = 10,
 ) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import shutil
 from fastapi import APIRouter
 
 from tunesmith.jobs import catalog
-from tunesmith.server.deps import CurrentProject, SessionDep, SettingsDep
+from tunesmith.server.deps import CurrentProject, ReadSessionDep, SessionDep, SettingsDep
 from tunesmith.server.inference_schemas import Model, ModelDeleted, ModelList
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -23,7 +23,9 @@ def _public(model: catalog.CatalogModel) -> Model:
 
 
 @router.get("", response_model=ModelList)
-def list_models(project: CurrentProject, session: SessionDep, settings: SettingsDep) -> ModelList:
+def list_models(
+    project: CurrentProject, session: ReadSessionDep, settings: SettingsDep
+) -> ModelList:
     """Base models, then this project's fine-tuned models, each followed by its checkpoints
     (``ft:...:ckpt-step-N``, newest first; a run keeps its newest few)."""
     models = catalog.list_models(session, project, settings)
@@ -32,7 +34,7 @@ def list_models(project: CurrentProject, session: SessionDep, settings: Settings
 
 @router.get("/{model:path}", response_model=Model)
 def retrieve_model(
-    model: str, project: CurrentProject, session: SessionDep, settings: SettingsDep
+    model: str, project: CurrentProject, session: ReadSessionDep, settings: SettingsDep
 ) -> Model:
     """A base model, or a fine-tuned model or checkpoint of this project."""
     return _public(catalog.find_model(session, project, model, settings))
