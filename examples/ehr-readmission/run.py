@@ -180,8 +180,12 @@ def _surviving_identifiers(identifiers: Path, files: Any) -> list[str]:
     """Identifier values (as the generator wrote them) found in the de-identified files, as
     whole words: a ZIP's five digits inside a pseudonym's hex digest are no leak."""
     text = "\n".join(Path(f).read_text(encoding="utf-8") for f in files)
+    lowered = text.lower()
     values = json.loads(identifiers.read_text())
-    return [v for v in values if re.search(rf"(?<!\w){re.escape(v)}(?!\w)", text, re.I)]
+    # A plain substring test first: a regex scan per value is quadratic in the cohort's size
+    # (15,000 values x 2 MB took minutes at 1,200 patients); few values survive it.
+    candidates = [v for v in values if v.lower() in lowered]
+    return [v for v in candidates if re.search(rf"(?<!\w){re.escape(v)}(?!\w)", text, re.I)]
 
 
 def split_by_patient(
