@@ -78,7 +78,7 @@ def test_read_sessions_read_but_refuse_to_write(engine: Engine) -> None:
     reads = read_session_factory(engine)
     with reads() as session:
         assert [p.name for p in session.scalars(select(Project))] == ["acme"]
-    with reads() as session, pytest.raises(DBAPIError, match="(?i)read.only|readonly"):
+    with reads() as session, pytest.raises(DBAPIError, match=r"(?i)read.only|readonly"):
         session.add(Project(id="proj-globex", name="globex", created_at=0))
         session.flush()
     with session_factory(engine)() as session:  # the write session after it still writes
