@@ -105,7 +105,7 @@ def read_session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that only read: deferred and ``query_only`` on SQLite (see the module's
     docstring), a ``READ ONLY`` transaction on PostgreSQL. Writing through one raises."""
     option = READ_ONLY_OPTION if is_sqlite(engine) else "postgresql_readonly"
-    return sessionmaker(engine.execution_options(**{option: True}), expire_on_commit=False)
+    return session_factory(engine.execution_options(**{option: True}))
 
 
 @contextmanager

@@ -68,8 +68,9 @@ def get_project(request: Request) -> Project:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
 ReadSessionsDep = Annotated[sessionmaker[Session], Depends(get_read_sessions)]
-# closed as soon as the route returns, not after the response is sent: on SQLite a session
-# holds the database's write lock from its first statement (store.py) until it closes
+# closed as soon as the route returns, not after the response is sent: on SQLite a write
+# session holds the database's write lock from its first statement (store.py) until it closes,
+# and a read session its WAL snapshot
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 CurrentProject = Annotated[Project, Depends(get_project)]
