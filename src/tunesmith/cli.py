@@ -305,7 +305,13 @@ def finetune(
         str, typer.Option(help="Steps between checkpoints or 'auto'.")
     ] = "auto",
     seed: Annotated[int, typer.Option()] = _hp_default("seed"),
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto (bf16 where the hardware multiplies bf16 natively, else fp32), fp32, "
+            "bf16 or fp16."
+        ),
+    ] = "auto",
     output: Annotated[
         Path | None, typer.Option(help="Run folder [default: <data-dir>/runs/...].")
     ] = None,

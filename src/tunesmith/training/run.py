@@ -44,8 +44,6 @@ from tunesmith.tasks import Method, ModelKind, Task
 from tunesmith.training import manifest
 from tunesmith.training.batching import (
     TrainItem,
-    pack_causal,
-    packed_row_capacity,
     pad_classification,
     pad_seq2seq,
 )
@@ -53,8 +51,20 @@ from tunesmith.training.callbacks import TrainingCallback
 from tunesmith.training.checkpoint import latest_resumable
 from tunesmith.training.deidentified import deidentified_spec
 from tunesmith.training.loop import LoopContext, run_loop
-from tunesmith.training.losses import CausalLMLoss, ClassificationLoss, Seq2SeqLoss, unwrap_peft
+from tunesmith.training.losses import (
+    CausalLMLoss,
+    ClassificationLoss,
+    Seq2SeqLoss,
+    causal_lm_collate,
+    unwrap_peft,
+)
 from tunesmith.training.metrics_csv import MetricsCSVWriter
+from tunesmith.training.precision import (
+    Precision,
+    accelerate_mixed_precision,
+    prepare_arithmetic,
+    resolve_precision,
+)
 from tunesmith.training.setup import apply_method, count_parameters
 from tunesmith.training.spec import FinetuneSpec, ResolvedHyperparameters, resolve_hyperparameters
 from tunesmith.training.weights import load_weights, read_weights, write_weights
@@ -138,8 +148,10 @@ def finetune(
         dropout=hp.dropout,
     )
     model = apply_method(model, spec.method, data.task, resolved.kind, hp)
+    precision = resolve_precision(spec.precision)
+    autocast = prepare_arithmetic(model, precision, lora=spec.method == Method.LORA)
     problem, loss_module, collate = _loss_and_collate(model, tokenizer, data, resolved.kind, hp)
-    accelerator = _accelerator(spec.precision, model, fsdp=fsdp)
+    accelerator = _accelerator(autocast, model, fsdp=fsdp)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     meta = manifest.build(spec, resolved, data, hp, count_parameters(model))
@@ -147,6 +159,7 @@ def finetune(
         "processes": accelerator.num_processes,
         "backend": _backend(),
         "fsdp": fsdp,
+        "precision": precision,  # what "auto" chose on this machine
     }
     if accelerator.is_main_process:
         manifest.write(run_dir, meta)
@@ -320,11 +333,7 @@ def _loss_and_collate(
             f"{data.task.value} needs a causal or seq2seq model; encoders can "
             "only be fine-tuned for classification"
         )
-    return (
-        "lm",
-        CausalLMLoss(model),
-        (lambda items: pack_causal(items, packed_row_capacity(hp.max_seq_length), pad_id)),
-    )
+    return "lm", CausalLMLoss(model), causal_lm_collate(model, hp.max_seq_length, pad_id)
 
 
 def check_fsdp(method: Method, *, cuda: bool) -> None:
@@ -344,7 +353,7 @@ def check_fsdp(method: Method, *, cuda: bool) -> None:
         raise ConfigError(problems)
 
 
-def _accelerator(precision: str, model: nn.Module, *, fsdp: bool) -> Accelerator:
+def _accelerator(precision: Precision, model: nn.Module, *, fsdp: bool) -> Accelerator:
     """The accelerator of this process: one process, or one rank of a ``torchrun`` launch.
 
     Under ``torchrun`` (WORLD_SIZE > 1) the backend is NCCL on GPUs and gloo on CPU; on CPU
@@ -370,11 +379,25 @@ def _accelerator(precision: str, model: nn.Module, *, fsdp: bool) -> Accelerator
             state_dict_type="FULL_STATE_DICT",
             reshard_after_forward=True,
         )
+    mixed_precision = accelerate_mixed_precision(precision)
+    _forget_other_mixed_precision(mixed_precision)
     return Accelerator(
-        mixed_precision=_mixed_precision(precision),
+        mixed_precision=mixed_precision,
         dataloader_config=DataLoaderConfiguration(split_batches=True),
         **options,
     )
+
+
+def _forget_other_mixed_precision(mixed_precision: str) -> None:
+    """accelerate keeps one mixed-precision setting per process and refuses another: a second
+    fine-tune in the same process (a library user's loop, a test session) may use other
+    arithmetic (a LoRA run in bf16 autocasts nothing, a full one does). Its state is dropped
+    then; the process group (``PartialState``) stays as it is."""
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    if state and str(state.get("_mixed_precision", mixed_precision)) != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
 
 
 def _backend() -> str | None:
@@ -382,10 +405,3 @@ def _backend() -> str | None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return str(torch.distributed.get_backend())
     return None
-
-
-def _mixed_precision(precision: str) -> str:
-    if precision == "auto":
-        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        return "bf16" if bf16 else "no"
-    return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]

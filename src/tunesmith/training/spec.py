@@ -130,7 +130,10 @@ class FinetuneSpec(BaseModel):
     output_dir: Path | None = Field(None, description="None: <data_dir>/runs/<run name>.")
     suffix: str | None = Field(None, max_length=64, description="Added to the run's name.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="'auto': bf16 on a GPU that supports it, fp32 on CPU."
+        "auto",
+        description="'auto': bf16 autocast where the hardware multiplies bf16 natively (GPUs "
+        "of Ampere or later, CPUs with AVX512-BF16 or AMX), fp32 elsewhere "
+        "(training/precision.py).",
     )
     deidentify: bool = Field(
         False,

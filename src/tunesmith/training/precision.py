@@ -1,0 +1,97 @@
+"""Which arithmetic a fine-tune uses: what ``precision="auto"`` means on this machine.
+
+bf16 (weights and optimizer state stay fp32; the matrix products of the model run in bf16) is
+the fast path wherever the hardware multiplies bf16 natively: CUDA GPUs of Ampere or later, and
+CPUs with AVX512-BF16 (AMD Zen 4, Intel Cooper Lake and later) or AMX (Intel Sapphire Rapids
+and later). On a CPU without those instructions bf16 is emulated and several times *slower*
+than fp32 (measured: 19.5 against 135 GFLOP/s on an AVX2-only EPYC), so there "auto" is fp32.
+docs/decisions/012-bf16-on-cpu.md has the measurements behind this.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX tiles)."""
+    cpu = torch.cpu
+    return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
+
+
+def resolve_precision(precision: str) -> Precision:
+    """``"auto"`` -> the fastest exact-enough arithmetic here; anything else as asked."""
+    if precision == "auto":
+        if torch.cuda.is_available():
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"unknown precision {precision!r}")
+    return precision  # type: ignore[return-value]
+
+
+def matmul_dtype(precision: Precision) -> torch.dtype:
+    """The dtype the matrix products of a step run in under ``precision``."""
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def accelerate_mixed_precision(precision: Precision) -> str:
+    """accelerate's name for it (``"no"`` is plain fp32)."""
+    return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
+
+
+def _input_to_weight_dtype(
+    module: nn.Module, args: tuple[torch.Tensor, ...]
+) -> tuple[torch.Tensor, ...]:
+    return (args[0].to(module.weight.dtype), *args[1:])
+
+
+def _output_to_fp32(
+    module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor
+) -> torch.Tensor:
+    return output.float()
+
+
+def compute_lora_bases_in(model: nn.Module, dtype: torch.dtype) -> int:
+    """Frozen LoRA base layers multiply in ``dtype`` and hand fp32 back; returns how many.
+
+    Their weights are stored in ``dtype`` (no per-step casts, half the memory); each casts its
+    input to ``dtype`` and its output back to fp32, so the adapter's contribution is added in
+    fp32. Under autocast it would be added in bf16, where an adapter that has just started
+    to learn is far below the rounding step of the base layer's output: measured on SmolLM2,
+    autocast's loss curve lagged fp32's by several steps, this one follows it within 3%
+    (docs/decisions/012-bf16-on-cpu.md). Embeddings, norms, attention, adapters and heads stay
+    fp32, and a LoRA run saves only its adapters, so nothing written to disk changes.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    count = 0
+    for module in model.modules():
+        if not isinstance(module, LoraLayer):
+            continue
+        base = module.get_base_layer()
+        if isinstance(base, nn.Linear) and not base.weight.requires_grad:
+            base.to(dtype)
+            base.register_forward_pre_hook(_input_to_weight_dtype)
+            base.register_forward_hook(_output_to_fp32)
+            count += 1
+    return count
+
+
+def prepare_arithmetic(model: nn.Module, precision: Precision, lora: bool) -> Precision:
+    """Set ``model`` up for ``precision``; returns the autocast precision of the step.
+
+    LoRA in bf16 on a CPU: the base layers multiply in bf16 and everything else is fp32
+    (``compute_lora_bases_in``), so no autocast. Everything else (full and head fine-tunes,
+    which update fp32 master weights, and LoRA on GPUs, whose attention kernels want bf16):
+    autocast in ``precision``.
+    """
+    if precision == "bf16" and lora and not torch.cuda.is_available():
+        compute_lora_bases_in(model, torch.bfloat16)
+        return "fp32"
+    return precision
