@@ -8,6 +8,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from tunesmith.training.batching import (
     IGNORE_INDEX,
     TrainItem,
+    attention_pair_cost,
+    best_row_capacity,
     epoch_batches,
     pack_causal,
     shard,
@@ -101,3 +103,30 @@ def test_selective_logits_match_the_full_forward() -> None:
     )
     torch.testing.assert_close(loss_sum, expected, rtol=1e-5, atol=1e-5)
     assert count == (batch["targets"] != IGNORE_INDEX).sum()
+
+
+def test_row_length_follows_the_cost_of_attention() -> None:
+    lengths = [100, 20] * 4
+    # no attention cost: one long row, the least padding
+    assert best_row_capacity(lengths, 512, pair_cost=0.0) == 512
+    # SmolLM2's cost (hidden 576, 3.54M parameters a block): a long and a short example a
+    # row (4 rows of 120) beats one row of 480 and eight rows padded to 100
+    cost = attention_pair_cost(576, 3_540_000)
+    assert 1e-3 < cost < 2e-3
+    assert best_row_capacity(lengths, 512, cost) == 128
+    # a very expensive attention: one example a row, rows as short as the examples
+    assert best_row_capacity(lengths, 512, pair_cost=1.0) == 100
+    # never shorter than the longest example, never longer than allowed
+    assert best_row_capacity([300, 20], 256, cost) == 300
+
+
+def test_cheaper_rows_change_no_loss() -> None:
+    model = _tiny_llama()
+    loss = CausalLMLoss(model)
+    items = _items()
+    long_rows = loss(**pack_causal(items, 64, pad_id=0))
+    cheap = pack_causal(items, 64, pad_id=0, pair_cost=0.05)
+    assert cheap["input_ids"].shape[1] < pack_causal(items, 64, pad_id=0)["input_ids"].shape[1]
+    short_rows = loss(**cheap)
+    torch.testing.assert_close(short_rows[0], long_rows[0], rtol=1e-5, atol=1e-5)
+    assert int(short_rows[2]) == int(long_rows[2])

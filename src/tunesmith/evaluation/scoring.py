@@ -7,8 +7,9 @@ masks, same packing, same per-token normalisation), so the two numbers can be co
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -17,8 +18,8 @@ from tunesmith.data.labels import order_names
 from tunesmith.data.tokenization import TokenizedExample
 from tunesmith.evaluation.metrics import normalize_answer
 from tunesmith.tasks import ModelKind
-from tunesmith.training.batching import TrainItem, pack_causal, packed_row_capacity, pad_seq2seq
-from tunesmith.training.losses import CausalLMLoss, Seq2SeqLoss
+from tunesmith.training.batching import TrainItem, pad_seq2seq
+from tunesmith.training.losses import CausalLMLoss, Seq2SeqLoss, causal_lm_collate
 
 # "A small set of short answers": at most this many distinct references, each at most
 # SHORT_ANSWER_WORDS words, is read as a classification task (spam/ham, yes/no, A/B/C/D).
@@ -39,16 +40,13 @@ def score_lm(
     items = [TrainItem(e.input_ids, e.labels) for e in examples]
     if not items:
         return 0.0, 0, 0
+    collate: Callable[[list[TrainItem]], dict[str, torch.Tensor]]
     if kind == ModelKind.SEQ2SEQ:
         loss_module: torch.nn.Module = Seq2SeqLoss(model)
-
-        def collate(chunk: list[TrainItem]) -> dict[str, torch.Tensor]:
-            return pad_seq2seq(chunk, pad_id)
+        collate = functools.partial(pad_seq2seq, pad_id=pad_id)
     else:
         loss_module = CausalLMLoss(model)
-
-        def collate(chunk: list[TrainItem]) -> dict[str, torch.Tensor]:
-            return pack_causal(chunk, packed_row_capacity(row_capacity), pad_id)
+        collate = causal_lm_collate(model, row_capacity, pad_id)
 
     device = next(model.parameters()).device
     order = sorted(range(len(items)), key=lambda i: len(items[i]))  # less padding

@@ -11,7 +11,9 @@ Two ideas, both exact (they change the compute, never what is learned):
   makes transformers build a block-diagonal causal mask, so no example attends to another —
   the same result as padding each example, without the padding. The loss is normalised by
   the number of target tokens of the whole optimizer step, so packing does not reweight
-  examples either.
+  examples either. How long the rows are is chosen per batch by cost (``best_row_capacity``):
+  the masked attention of a row costs the square of its length, so short examples go into
+  short rows, and one long row is used only where that costs less than padding.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ IGNORE_INDEX = -100
 # L x L matrix per head and layer for the backward pass — so rows stay short: at 512 tokens
 # attention adds ~15% to a 135M model's step, at 2048 it dominates it and needs gigabytes.
 PACKED_ROW_TOKENS = 512
+
+# How much more a (query, key) pair of masked attention costs than its FLOP count says,
+# relative to a matrix product: CPU SDPA with a block-diagonal mask, measured on SmolLM2
+# (docs/decisions/012-bf16-on-cpu.md). Only the choice of row length depends on it.
+ATTENTION_KERNEL_OVERHEAD = 4.0
 
 # Batches sorted together for length bucketing: large enough to group similar lengths,
 # small enough that the order stays well mixed.
@@ -72,12 +79,12 @@ def shard(batch: list[int], rank: int, world_size: int) -> list[int]:
     return batch[rank::world_size]
 
 
-def _first_fit_rows(items: Sequence[TrainItem], capacity: int) -> list[list[int]]:
-    """First-fit decreasing: group item indices into rows of at most ``capacity`` tokens."""
+def _first_fit(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """First-fit decreasing: group indices into rows of at most ``capacity`` tokens."""
     rows: list[list[int]] = []
     room: list[int] = []
-    for index in sorted(range(len(items)), key=lambda i: -len(items[i])):
-        size = len(items[index])
+    for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        size = lengths[index]
         for row, free in enumerate(room):
             if size <= free:
                 rows[row].append(index)
@@ -94,18 +101,57 @@ def packed_row_capacity(max_seq_length: int) -> int:
     return min(max_seq_length, PACKED_ROW_TOKENS)
 
 
+def attention_pair_cost(hidden_size: int, block_params: int) -> float:
+    """Cost of one attended (query, key) pair, in tokens of the rest of the model.
+
+    A token costs about 2 FLOPs per parameter of a transformer block in its matrix products;
+    a pair costs 4 x ``hidden_size`` in attention (scores and weighted sum), at
+    ``ATTENTION_KERNEL_OVERHEAD`` times the price per FLOP.
+    """
+    return ATTENTION_KERNEL_OVERHEAD * 4 * hidden_size / max(2 * block_params, 1)
+
+
+def best_row_capacity(lengths: Sequence[int], max_capacity: int, pair_cost: float) -> int:
+    """The row length, at most ``max_capacity``, that makes a packed batch cheapest.
+
+    A batch of ``rows`` rows padded to ``width`` costs ``rows * width`` tokens of the model's
+    matrix products plus ``rows * width**2 * pair_cost`` of masked attention. Tried: the
+    longest example (one per row, or more where they fit), the powers of two above it, and
+    ``max_capacity``. Without an attention cost the longest rows win (least padding).
+    """
+    longest = max(lengths)
+    candidates = {max(longest, max_capacity)}
+    size = 1 << (longest - 1).bit_length()
+    while size < max_capacity:
+        candidates.add(max(size, longest))
+        size *= 2
+    candidates.add(longest)
+
+    def cost(capacity: int) -> float:
+        rows = _first_fit(lengths, capacity)
+        width = max(sum(lengths[i] for i in row) for row in rows)
+        return len(rows) * width * (1 + pair_cost * width)
+
+    return min(sorted(candidates, reverse=True), key=cost)
+
+
 def pack_causal(
-    items: Sequence[TrainItem], row_capacity: int, pad_id: int
+    items: Sequence[TrainItem], row_capacity: int, pad_id: int, pair_cost: float = 0.0
 ) -> dict[str, torch.Tensor]:
     """Pack examples into rows for a causal LM; targets are already shifted by one.
 
     Returns ``input_ids`` and ``position_ids`` [rows, length] and ``targets`` [rows, length]
     where ``targets[r, t]`` is the token to predict from position t (IGNORE_INDEX where no
     loss). Padding at the end of a row forms its own segment (positions from 0) so it never
-    sits inside a real example's attention block.
+    sits inside a real example's attention block. Rows hold at most ``row_capacity`` tokens
+    (or the longest example); with ``pair_cost`` (``attention_pair_cost``) the cheapest row
+    length up to that is used.
     """
-    capacity = max(row_capacity, max(len(item) for item in items))
-    rows = _first_fit_rows(items, capacity)
+    lengths = [len(item) for item in items]
+    capacity = max(row_capacity, max(lengths))
+    if pair_cost > 0:
+        capacity = best_row_capacity(lengths, capacity, pair_cost)
+    rows = _first_fit(lengths, capacity)
     width = max(sum(len(items[i]) for i in row) for row in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     position_ids = torch.zeros((len(rows), width), dtype=torch.long)

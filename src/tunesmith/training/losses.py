@@ -12,13 +12,21 @@ packing and several ranks all weight each target token the same.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tunesmith.training.batching import IGNORE_INDEX
+from tunesmith.training.batching import (
+    IGNORE_INDEX,
+    TrainItem,
+    attention_pair_cost,
+    pack_causal,
+    packed_row_capacity,
+)
+from tunesmith.training.setup import transformer_blocks
 
 LossOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -62,6 +70,25 @@ class CausalLMLoss(nn.Module):
         loss_sum = F.cross_entropy(logits.float(), wanted, reduction="sum")
         correct = (logits.argmax(dim=-1) == wanted).sum()
         return loss_sum, correct, mask.sum()
+
+
+def causal_lm_collate(
+    model: nn.Module, max_seq_length: int, pad_id: int
+) -> Callable[[list[TrainItem]], dict[str, torch.Tensor]]:
+    """The collate function of ``CausalLMLoss``: packed rows, their length chosen per batch
+    by what attention costs in this model (``batching.best_row_capacity``)."""
+    lm = unwrap_peft(model)
+    blocks = transformer_blocks(lm)
+    hidden = getattr(getattr(lm, "config", None), "hidden_size", None)
+    pair_cost = 0.0
+    if blocks is not None and isinstance(hidden, int):
+        pair_cost = attention_pair_cost(hidden, sum(p.numel() for p in blocks[0].parameters()))
+    capacity = packed_row_capacity(max_seq_length)
+
+    def collate(items: list[TrainItem]) -> dict[str, torch.Tensor]:
+        return pack_causal(items, capacity, pad_id, pair_cost)
+
+    return collate
 
 
 class ClassificationLoss(nn.Module):
