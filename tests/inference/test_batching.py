@@ -1,73 +1,22 @@
-"""Dynamic batching: rows with their own settings in one ``generate`` call give what each
-would get alone; the queue forms batches of what waits, seeded requests alone.
+"""Batching: rows with their own settings decoded together give what each would get alone
+(the continuous loop for the tiny Llama, one ``generate`` call for the tiny T5); the queue
+forms batches of what waits, hands a running batch what queues meanwhile, seeded rows alone.
 
-A tiny random Llama's greedy text is arbitrary but fixed, so each row is compared with the
-same request run on its own by ``generate_chat`` / ``stream_chat``.
+Rows admitted while others decode, rows leaving, and the KV cache are in ``test_continuous``.
 """
 
 from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import pytest
 import torch
 
+from tests.inference.batch_rows import CONVERSATIONS, Recorder, alone, row_for
 from tunesmith.inference.batch_generation import ContextLengthError, generate_rows
-from tunesmith.inference.batching import Batcher, BatchRow
-from tunesmith.inference.generation import GenerationParams, chat_prompt_ids, generate_chat
-from tunesmith.inference.streaming import StreamChunk
-
-CONVERSATIONS = [
-    [{"role": "user", "content": "Say something."}],
-    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "A longer ask?"}],
-    [{"role": "user", "content": "hi"}],
-]
-
-
-@dataclass
-class Recorder:
-    """A row sink that keeps what it was sent, in order."""
-
-    events: list[str] = field(default_factory=list)
-    chunks: list[StreamChunk] = field(default_factory=list)
-    error: BaseException | None = None
-    closed: threading.Event = field(default_factory=threading.Event)
-
-    def ready(self) -> None:
-        self.events.append("ready")
-
-    def chunk(self, chunk: StreamChunk) -> None:
-        self.chunks.append(chunk)
-
-    def fail(self, error: BaseException) -> None:
-        self.error = error
-        self.events.append("fail")
-
-    def close(self) -> None:
-        self.events.append("close")
-        self.closed.set()
-
-    @property
-    def text(self) -> str:
-        return "".join(c.text for c in self.chunks)
-
-    @property
-    def last(self) -> StreamChunk:
-        return self.chunks[-1]
-
-
-def row_for(messages, params: GenerationParams) -> BatchRow:
-    def prompt_of(tokenizer, encoder_decoder):
-        return chat_prompt_ids(tokenizer, messages, encoder_decoder=encoder_decoder)
-
-    return BatchRow(prompt_of, params, Recorder())
-
-
-def alone(model, tokenizer, messages, params):
-    (out,) = generate_chat(model, tokenizer, messages, params)
-    return out
+from tunesmith.inference.batching import Admit, Batcher, BatchRow
+from tunesmith.inference.generation import GenerationParams, chat_prompt_ids
 
 
 def test_greedy_rows_with_their_own_lengths_match_each_request_alone(causal, tokenizer):
@@ -174,7 +123,7 @@ def test_requests_that_arrive_during_a_batch_form_the_next_one():
     batches: list[list[str]] = []
     first_started, release = threading.Event(), threading.Event()
 
-    def run(rows: list[BatchRow]) -> None:
+    def run(rows: list[BatchRow], admit: Admit) -> None:
         batches.append([r.params.stop[0] for r in rows])
         first_started.set()
         release.wait(10)
@@ -196,7 +145,7 @@ def test_requests_that_arrive_during_a_batch_form_the_next_one():
 
 
 def test_a_failing_batch_fails_each_of_its_rows_and_the_queue_goes_on():
-    def run(rows: list[BatchRow]) -> None:
+    def run(rows: list[BatchRow], admit: Admit) -> None:
         if any(r.params.stop == ["bad"] for r in rows):
             raise RuntimeError("model failed to load")
         for r in rows:
@@ -212,3 +161,67 @@ def test_a_failing_batch_fails_each_of_its_rows_and_the_queue_goes_on():
     assert bad.sink.events == ["fail", "close"]
     assert str(bad.sink.error) == "model failed to load"
     assert later.sink.events == ["close"]
+
+
+def test_an_encoder_decoder_runs_one_static_batch_that_admits_nobody(seq2seq, tokenizer):
+    def admit(running: int) -> list[BatchRow]:
+        raise AssertionError("an encoder-decoder batch takes no rows mid-way")
+
+    params = [GenerationParams(max_new_tokens=n, temperature=0) for n in (6, 2, 4)]
+    rows = [row_for(m, p) for m, p in zip(CONVERSATIONS, params, strict=True)]
+    generate_rows(seq2seq, tokenizer, rows, admit=admit)
+    for row, messages, p in zip(rows, CONVERSATIONS, params, strict=True):
+        assert row.sink.events == ["ready", "close"]
+        assert row.sink.text == alone(seq2seq, tokenizer, messages, p).text
+
+
+def test_a_running_batch_is_handed_what_queues_up_to_the_batch_limit():
+    started, queued = threading.Event(), threading.Event()
+    admitted: list[list[str]] = []
+
+    def run(rows: list[BatchRow], admit: Admit) -> None:
+        started.set()
+        assert queued.wait(10)
+        admitted.append([r.params.stop[0] for r in admit(len(rows))])  # room for 2
+        admitted.append([r.params.stop[0] for r in admit(3)])  # full
+        admitted.append([r.params.stop[0] for r in admit(2)])  # room for 1
+        for r in rows:
+            r.sink.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        batcher = Batcher(pool, max_batch=3)
+        batcher.submit("m", _named("a"), run)
+        assert started.wait(10)
+        for name in "bcde":
+            batcher.submit("m", _named(name), run)
+        batcher.submit("other", _named("x"), run)  # another key's rows are never handed over
+        queued.set()
+    assert admitted[:3] == [["b", "c"], [], ["d"]]
+
+
+def test_a_waiting_seeded_row_stops_admission_so_it_runs_next():
+    started, queued = threading.Event(), threading.Event()
+    batches: list[tuple[list[str], list[str]]] = []
+
+    def run(rows: list[BatchRow], admit: Admit) -> None:
+        if not batches:
+            started.set()
+            assert queued.wait(10)
+        taken = admit(len(rows)) + admit(len(rows))
+        batches.append(([r.params.stop[0] for r in rows], [r.params.stop[0] for r in taken]))
+        for r in rows + taken:
+            r.sink.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        batcher = Batcher(pool, max_batch=4)
+        batcher.submit("m", _named("a"), run)
+        assert started.wait(10)
+        for name, seed in [("b", None), ("s", 1), ("c", None)]:
+            batcher.submit("m", _named(name, seed), run)
+        queued.set()
+    # b joins a; c, behind the seeded row, waits for it; the seeded row admits nobody
+    assert batches == [(["a"], ["b"]), (["s"], []), (["c"], [])]
+
+
+def _named(name: str, seed: int | None = None) -> BatchRow:
+    return BatchRow(lambda t, e: [], GenerationParams(stop=[name], seed=seed), Recorder())

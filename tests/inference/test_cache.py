@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from peft import LoraConfig, get_peft_model
@@ -99,6 +100,24 @@ def test_concurrent_requests_each_get_their_adapter(cache, folders):
     for thread in threads:
         thread.join()
     assert all(set(results[k]) == {expected[k]} for k in expected)
+
+
+def test_a_handle_knows_when_another_request_waits_for_its_model(cache, folders):
+    """A continuous batch stops admitting rows then, so it ends and lets the other in."""
+    _, (run1, run2) = folders
+    _reply(cache.get(run2))  # both adapters loaded: the next get of run2 only waits for the lock
+    with cache.get(run1) as held:
+        assert not held.wanted_elsewhere
+        other = threading.Thread(target=lambda: _reply(cache.get(run2)))
+        other.start()
+        for _ in range(1000):  # up to 10 s for the thread to block on the shared base
+            if held.wanted_elsewhere:
+                break
+            time.sleep(0.01)
+        assert held.wanted_elsewhere
+        assert other.is_alive()  # it waits while the base is held
+    other.join(10)
+    assert not other.is_alive() and not held.wanted_elsewhere
 
 
 def test_classification_lora_run_restores_its_head(cache, folders, tmp_path):

@@ -9,7 +9,10 @@ Entries are kept in least-recently-used order; past ``max_models`` the oldest is
 request still using it keeps it alive until it finishes). Each entry has a lock: the active
 adapter is state of the shared model, so one request at a time uses an entry, and requests
 for different entries run in parallel. Loading happens under the entry's lock, outside the
-cache's own lock, so a slow load never blocks requests for models already loaded.
+cache's own lock, so a slow load never blocks requests for models already loaded. A handle
+tells whether another thread waits for its entry (``wanted_elsewhere``): a continuous batch,
+which could otherwise hold the model for as long as requests keep coming, then stops taking
+new rows and lets the other in when it ends.
 
 Usage::
 
@@ -22,7 +25,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -65,6 +69,23 @@ class _Entry:
     label_space: Any | None = None
     adapters: dict[str, _Adapter] = field(default_factory=dict)  # run dir -> adapter
     lock: threading.RLock = field(default_factory=threading.RLock)
+    waiting: int = 0  # threads blocked in ``hold``
+    _counting: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """The entry's lock; while a thread waits for it, it counts in ``waiting``."""
+        with self._counting:
+            self.waiting += 1
+        try:
+            self.lock.acquire()
+        finally:
+            with self._counting:
+                self.waiting -= 1
+        try:
+            yield
+        finally:
+            self.lock.release()
 
 
 class ModelHandle:
@@ -89,9 +110,14 @@ class ModelHandle:
     def model(self) -> Any:
         return self._entry.model
 
+    @property
+    def wanted_elsewhere(self) -> bool:
+        """Whether another thread waits for this model (another fine-tune of the base, say)."""
+        return self._entry.waiting > 0
+
     def __enter__(self) -> ModelHandle:
         stack = ExitStack()
-        stack.enter_context(self._entry.lock)
+        stack.enter_context(self._entry.hold())
         model = self._entry.model
         if self._adapter is not None:
             model.set_adapter(self._adapter.name)
@@ -148,7 +174,7 @@ class ModelCache:
         manifest = read_run_manifest(run_dir)
         if not (run_dir / ADAPTER_CONFIG).is_file():
             entry = self._entry(("run", str(run_dir)))
-            with entry.lock:
+            with entry.hold():
                 if entry.model is None:
                     self._fill(entry, load_any(run_dir, self.settings, dtype=self.dtype))
             return ModelHandle(entry, None, str(run_dir))
@@ -157,7 +183,7 @@ class ModelCache:
         labels = manifest.get("label_space") or {}
         key = ("base", str(base.path), task.value, *labels.get("names", []))
         entry = self._entry(key)
-        with entry.lock:
+        with entry.hold():
             adapter = entry.adapters.get(str(run_dir))
             if adapter is None:
                 adapter = self._add_adapter(entry, base, task, run_dir, manifest)
@@ -169,7 +195,7 @@ class ModelCache:
             task = _default_task(resolved, load_tokenizer(resolved, self.settings))
         task = Task(task)
         entry = self._entry(("base", str(resolved.path), task.value))
-        with entry.lock:
+        with entry.hold():
             if entry.model is None:
                 self._fill(entry, load_any(name, self.settings, task=task, dtype=self.dtype))
         return ModelHandle(entry, None, name)

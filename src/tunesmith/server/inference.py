@@ -12,8 +12,13 @@ and left on the same thread (its lock is thread-owned), so a stream is produced 
 pool thread and handed to the event loop through an ``asyncio.Queue``.
 
 Concurrent single-sample requests for one model are batched (``generate``): they queue per
-model and run together, up to ``MAX_BATCH`` rows per ``generate`` call, each with its own
-settings (``inference/batching.py``). Requests with ``n > 1`` run on their own (``run``).
+model and decode together, up to ``MAX_BATCH`` rows at once, each with its own settings
+(``inference/batching.py``). For decoder-only models the batch is continuous: a request that
+arrives while others decode joins at the next step and leaves as soon as it is done
+(``inference/continuous.py``, decision 011). Such a batch holds the model for as long as
+requests keep coming, so it stops taking new ones while another request waits for the same
+model (another fine-tune of its base, an ``n > 1`` request), ends, and lets that one in.
+Requests with ``n > 1`` run on their own (``run``).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
 from tunesmith.errors import ModelNotFoundError
-from tunesmith.inference.batching import Batcher, BatchRow, PromptOf
+from tunesmith.inference.batching import Admit, Batcher, BatchRow, PromptOf
 from tunesmith.inference.cache import ModelCache, ModelHandle
 from tunesmith.inference.params import GenerationParams
 from tunesmith.jobs.catalog import CatalogModel, model_for_inference
@@ -154,13 +159,16 @@ class Inference:
             raise first.error
         return _consume(queue, row.cancelled)
 
-    def _run_batch(self, model: CatalogModel, rows: list[BatchRow]) -> None:
+    def _run_batch(self, model: CatalogModel, rows: list[BatchRow], admit: Admit) -> None:
         from tunesmith.inference.batch_generation import generate_rows
         from tunesmith.inference.generation import context_length_of
 
         def work(handle: ModelHandle) -> None:
             limit = context_length_of(handle.model)
-            generate_rows(handle.model, handle.tokenizer, rows, context_length=limit)
+            admit_while_alone = _unless_wanted_elsewhere(admit, handle)
+            generate_rows(
+                handle.model, handle.tokenizer, rows, admit=admit_while_alone, context_length=limit
+            )
 
         self._use(model, work)
 
@@ -209,6 +217,16 @@ class _QueueSink:
     def close(self) -> None:
         self._put(_END)
         self.closed = True
+
+
+def _unless_wanted_elsewhere(admit: Admit, handle: ModelHandle) -> Admit:
+    """``admit``, but no rows while another request waits for the handle's model: the batch
+    then drains and ends, and the other gets the model instead of waiting for a lull."""
+
+    def admit_while_alone(running: int) -> list[BatchRow]:
+        return [] if handle.wanted_elsewhere else admit(running)
+
+    return admit_while_alone
 
 
 def _lookup(sessions: sessionmaker[Session], project: Project, name: str) -> CatalogModel:

@@ -1,0 +1,290 @@
+"""Continuous batching: a decode loop of our own that admits rows between steps.
+
+``generate`` decodes a batch fixed at its start: a request arriving a moment later waits for
+the whole batch, and a finished row rides along until the longest one ends. Here the batch
+changes at every step (iteration-level scheduling, as vLLM and TGI do it):
+
+* **admission**: before each step the loop asks the queue (``Batcher``'s ``admit``) for rows
+  queued meanwhile. Their prompts are prefilled together, left-padded, with explicit position
+  ids (the mask's cumulative sum, as ``generate`` computes them) into a fresh
+  ``DynamicCache``; that cache is then merged into the running one: both are left-padded to
+  a common length along the sequence axis and concatenated along the batch axis, and the
+  attention mask marks the padding. A row's tokens are always its last columns, contiguous,
+  so column distance is position distance (sliding-window masks stay right).
+* **a step**: every open row feeds its newest token at its own next position; the logits are
+  sampled per row (``PerRowSampling``: a greedy row takes its arg-max, so it decodes as it
+  would alone) and each token goes to its row's ``DeltaDecoder`` (end token, stop sequences,
+  ``max_new_tokens``, text deltas).
+* **leaving**: a row that is over (its end, stop text or limit, or its client gone) is closed
+  at once and its index dropped from the cache; leading columns that are padding for every
+  remaining row are cut, so the cache is never longer than its longest live row.
+
+The cache is a ``DynamicCache`` of plain full-attention layers whatever the architecture: we
+cut and join its key/value tensors ourselves. A sliding-window model therefore keeps its whole
+past (more memory), and its attention mask still applies the window. Models whose cache is
+not plain keys and values (recurrent or linear-attention layers, chunked attention, shared KV
+layers), whose forward does not take ``cache`` / ``position_ids``, and encoder-decoders are
+not decoded here: ``generate_rows`` runs them as one static ``generate`` batch.
+
+Only the request's settings shape the logits (temperature, top-p, greedy): sampling options
+in the model's own ``generation_config`` (a repetition penalty, say) are not applied.
+
+A seeded row runs alone, nobody admitted (its samples must not depend on its neighbours).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, cast
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer, get_layer_types_and_kwargs
+
+from tunesmith.inference.batch_generation import OpenRow, PerRowSampling, open_rows
+from tunesmith.inference.batching import Admit, BatchRow, admit_nothing
+from tunesmith.inference.generation import (
+    device_of,
+    is_encoder_decoder,
+    pad_id_of,
+    pad_prompts,
+    seeded,
+)
+
+_PLAIN_ATTENTION = {"full_attention", "sliding_attention"}
+
+
+def supports_continuous(model: Any) -> bool:
+    """Whether ``decode_continuously`` can drive ``model`` (see the module docstring)."""
+    if is_encoder_decoder(model):
+        return False
+    base = _transformers_model(model)
+    if not {"cache", "position_ids", "attention_mask"} <= _forward_parameters(base):
+        return False
+    config = base.config.get_text_config(decoder=True)
+    layer_types, _ = get_layer_types_and_kwargs(config)
+    return set(layer_types) <= _PLAIN_ATTENTION
+
+
+def decode_continuously(
+    model: Any,
+    tokenizer: Any,
+    rows: list[BatchRow],
+    admit: Admit | None,
+    *,
+    context_length: int | None = None,
+) -> None:
+    """Decode ``rows`` and every row ``admit`` hands over between steps, until none is open.
+
+    Each row's sink is told ``ready()`` (or ``fail()`` for a prompt that cannot be used),
+    gets its chunks, and is closed as soon as the row is over. An error in the model fails
+    every open row and is raised.
+    """
+    seed = rows[0].params.seed if rows else None
+    if admit is None or seed is not None:
+        admit = admit_nothing
+    batch = _RunningBatch(model, tokenizer, context_length)
+    newcomers = list(rows)
+    try:
+        with seeded(model, seed), torch.inference_mode():
+            while True:
+                # rows queued while the model loaded, or during the last step, join now
+                newcomers += admit(len(batch.rows) + len(newcomers))
+                batch.admit(newcomers)
+                newcomers = []
+                batch.release_finished()
+                if not batch.rows:
+                    return
+                batch.step()
+                batch.release_finished()
+    except BaseException as exc:
+        batch.fail(exc)
+        raise
+
+
+class _RunningBatch:
+    """The rows decoding together and their shared KV cache.
+
+    Row ``i`` of ``rows`` is row ``i`` of every cache tensor, of ``mask`` (1 where a column
+    holds one of the row's tokens, 0 for padding; as wide as the cache) and of ``pending``
+    (the row's newest token, sampled but not yet fed to the model).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, context_length: int | None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.context_length = context_length
+        self.device = device_of(model)
+        self.pad_id = pad_id_of(model, tokenizer)
+        self.logits_kwargs = (
+            {"logits_to_keep": 1}  # the prefill needs the last position's logits only
+            if "logits_to_keep" in _forward_parameters(_transformers_model(model))
+            else {}
+        )
+        self.rows: list[OpenRow] = []
+        self.joining: list[OpenRow] = []  # rows being prefilled, not yet in ``rows``
+        self.cache = DynamicCache()  # plain full-attention layers, created as the model fills them
+        self.mask = torch.zeros((0, 0), dtype=torch.long, device=self.device)
+        self.pending = torch.zeros((0,), dtype=torch.long, device=self.device)
+        self.sampling: PerRowSampling | None = None
+
+    # --- admission -------------------------------------------------------------------------
+
+    def admit(self, rows: list[BatchRow]) -> None:
+        """Open ``rows``, prefill them together and merge them into the running batch; their
+        first token is sampled and delivered here."""
+        self.joining = open_rows(self.model, self.tokenizer, rows, self.context_length)
+        if not self.joining:
+            return
+        inputs = pad_prompts(
+            [row.prompt for row in self.joining], self.pad_id, left=True, device=self.device
+        )
+        mask = inputs["attention_mask"]
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        cache = DynamicCache()
+        logits = self._forward(inputs["input_ids"], mask, positions, cache)
+        sampling = PerRowSampling.for_rows([row.params for row in self.joining], self.device)
+        tokens = _pick(logits, sampling)
+        self._deliver(self.joining, tokens)
+        self._join(cache, mask, tokens)
+
+    def _join(self, cache: DynamicCache, mask: torch.Tensor, tokens: torch.Tensor) -> None:
+        if not self.rows:
+            self.cache = cache
+            self.mask = mask
+        else:
+            width = max(self.mask.shape[1], mask.shape[1])
+            _append_rows(self.cache, cache, width)
+            self.mask = torch.cat([_pad_left(self.mask, width), _pad_left(mask, width)])
+        self.pending = torch.cat([self.pending, tokens])
+        self.rows += self.joining
+        self.joining = []
+        self.sampling = PerRowSampling.for_rows([row.params for row in self.rows], self.device)
+
+    # --- decoding --------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """Feed every row's pending token; sample and deliver the next one."""
+        mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], dim=-1)
+        positions = self.mask.sum(dim=-1, keepdim=True)  # the row's tokens so far
+        logits = self._forward(self.pending[:, None], mask, positions, self.cache)
+        self.mask = mask
+        self.pending = _pick(logits, self.sampling)
+        self._deliver(self.rows, self.pending)
+
+    def _forward(
+        self,
+        input_ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        cache: DynamicCache,
+    ) -> torch.Tensor:
+        """The next-token logits of each row, in float32 as ``generate`` samples them."""
+        output = self.model(
+            input_ids=input_ids,
+            # without padding anywhere, no mask: ``generate`` drops an all-ones mask too, and
+            # a row alone then takes exactly the path it takes there
+            attention_mask=None if bool(mask.all()) else mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            **self.logits_kwargs,
+        )
+        return output.logits[:, -1, :].float()
+
+    @staticmethod
+    def _deliver(rows: list[OpenRow], tokens: torch.Tensor) -> None:
+        for row, token in zip(rows, tokens.tolist(), strict=True):
+            row.deliver(token)
+
+    # --- leaving ---------------------------------------------------------------------------
+
+    def release_finished(self) -> None:
+        """Close the rows that are over and take them out of the cache."""
+        keep = [i for i, row in enumerate(self.rows) if not row.over]
+        if len(keep) == len(self.rows):
+            return
+        for row in self.rows:
+            if row.over:
+                row.close()
+        if not keep:
+            self._empty()
+            return
+        index = torch.tensor(keep, device=self.device)
+        self.cache.batch_select_indices(index)
+        self.mask = self.mask[index]
+        self.pending = self.pending[index]
+        self.rows = [self.rows[i] for i in keep]
+        self.sampling = PerRowSampling.for_rows([row.params for row in self.rows], self.device)
+        self._drop_shared_padding()
+
+    def _drop_shared_padding(self) -> None:
+        """Cut leading columns no remaining row uses (a long row that left, say)."""
+        first_used = int(self.mask.any(dim=0).int().argmax())
+        if first_used == 0:
+            return
+        self.mask = self.mask[:, first_used:]
+        for layer in _layers(self.cache):
+            keys, values = _filled(layer)
+            layer.keys, layer.values = keys[:, :, first_used:], values[:, :, first_used:]
+
+    def _empty(self) -> None:
+        self.rows = []
+        self.cache = DynamicCache()
+        self.mask = self.mask[:0, :0]
+        self.pending = self.pending[:0]
+        self.sampling = None
+
+    def fail(self, error: BaseException) -> None:
+        """An error in the model: every open row fails and is closed."""
+        for row in [*self.rows, *self.joining]:
+            row.fail(error)
+            row.close()
+
+
+def _pick(logits: torch.Tensor, sampling: PerRowSampling | None) -> torch.Tensor:
+    """One token per row: the arg-max when every row is greedy (as ``generate`` does)."""
+    if sampling is None:
+        return logits.argmax(dim=-1)
+    return sampling.sample(logits)
+
+
+def _append_rows(cache: DynamicCache, newcomer: DynamicCache, width: int) -> None:
+    """Put ``newcomer``'s rows after ``cache``'s, both left-padded to ``width`` columns."""
+    for mine, theirs in zip(_layers(cache), _layers(newcomer), strict=True):
+        (my_keys, my_values), (their_keys, their_values) = _filled(mine), _filled(theirs)
+        mine.keys = torch.cat([_pad_left(my_keys, width), _pad_left(their_keys, width)])
+        mine.values = torch.cat([_pad_left(my_values, width), _pad_left(their_values, width)])
+
+
+def _layers(cache: DynamicCache) -> list[DynamicLayer]:
+    """A ``DynamicCache()`` made without a config holds plain ``DynamicLayer``s only."""
+    return cast(list[DynamicLayer], cache.layers)
+
+
+def _filled(layer: DynamicLayer) -> tuple[torch.Tensor, torch.Tensor]:
+    """A layer's keys and values, ``[rows, heads, columns, head size]``."""
+    assert layer.keys is not None and layer.values is not None  # a forward has filled it
+    return layer.keys, layer.values
+
+
+def _pad_left(tensor: torch.Tensor, width: int) -> torch.Tensor:
+    """Zeros before the sequence axis's columns up to ``width`` (a mask's last axis, a key's
+    or value's third): the attention mask hides them."""
+    axis = 1 if tensor.dim() == 2 else 2
+    missing = width - tensor.shape[axis]
+    if missing == 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[axis] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=axis)
+
+
+def _transformers_model(model: Any) -> Any:
+    """The transformers model under a peft wrapper (whose forward passes keywords through)."""
+    unwrap = getattr(model, "get_base_model", None)
+    return unwrap() if callable(unwrap) else model
+
+
+def _forward_parameters(model: Any) -> set[str]:
+    return set(inspect.signature(model.forward).parameters)
