@@ -35,6 +35,16 @@ def test_length_bucketing_groups_similar_lengths() -> None:
     assert len(mixed) <= 1  # at most the batch at the boundary mixes short and long
 
 
+def test_packed_batches_are_shuffled_not_bucketed() -> None:
+    """Without bucketing, a batch's lengths (and what goes with them) are mixed."""
+    lengths = [1, 100] * 20
+    batches = epoch_batches(lengths, 4, seed=0, epoch=0, bucket=False)
+    assert batches == epoch_batches(lengths, 4, seed=0, epoch=0, bucket=False)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    mixed = [b for b in batches if len({lengths[i] for i in b}) > 1]
+    assert len(mixed) >= len(batches) // 2
+
+
 def test_shard_splits_a_global_batch_across_ranks() -> None:
     batch = [10, 11, 12, 13, 14]
     assert shard(batch, 0, 2) == [10, 12, 14]

@@ -2,10 +2,13 @@
 
 Two ideas, both exact (they change the compute, never what is learned):
 
-* **Epoch order** is a pure function of (seed, epoch): the examples are shuffled, cut into
-  micro-batches of similar length (length bucketing: sort inside windows of many batches,
-  then shuffle the batches), so a resumed run rebuilds the same order and skips what it
-  already did, and every rank of a distributed run sees the same order.
+* **Epoch order** is a pure function of (seed, epoch), so a resumed run rebuilds the same
+  order and skips what it already did, and every rank of a distributed run sees the same
+  order. Padded batches (classification, seq2seq) are length-bucketed: sorted inside windows
+  of many batches, then the batches shuffled, so little of a batch is padding. Packed batches
+  (causal LM) are plainly shuffled: packing already wastes little, and bucketed batches are
+  correlated with whatever correlates with length (SMS spam is long, ham short), so the steps
+  took turns at one class; the loss then fell far more slowly than with shuffled batches.
 * **In-batch packing** (causal LM): the examples of one micro-batch are laid end to end in as
   few rows as fit ``row_capacity`` tokens. Position ids restart at 0 for each example, which
   makes transformers build a block-diagonal causal mask, so no example attends to another —
@@ -54,16 +57,18 @@ class TrainItem:
 
 
 def epoch_batches(
-    lengths: Sequence[int], batch_size: int, seed: int, epoch: int
+    lengths: Sequence[int], batch_size: int, seed: int, epoch: int, *, bucket: bool = True
 ) -> list[list[int]]:
     """Indices of each micro-batch of one epoch, deterministic in (seed, epoch).
 
-    Shuffle, sort by length inside windows of ``BUCKET_WINDOW_BATCHES`` batches, cut into
-    batches, shuffle the batches. The last batch may be smaller.
+    Shuffle; with ``bucket``, sort by length inside windows of ``BUCKET_WINDOW_BATCHES``
+    batches, cut into batches and shuffle the batches. The last batch may be smaller.
     """
     rng = random.Random(f"{seed}:{epoch}")
     order = list(range(len(lengths)))
     rng.shuffle(order)
+    if not bucket:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     window = batch_size * BUCKET_WINDOW_BATCHES
     bucketed: list[int] = []
     for start in range(0, len(order), window):

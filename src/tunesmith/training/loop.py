@@ -8,8 +8,9 @@ examples, the resolved hyperparameters and a collate function, and it:
 1. builds AdamW over the trainable parameters and the warmup + decay schedule;
 2. restores optimizer, scheduler, RNG and progress from a checkpoint when resuming;
 3. for each optimizer step, collates its micro-batches (deterministic order, see
-   ``batching.epoch_batches``), counts the step's target tokens, and back-propagates
-   ``loss_sum / targets`` for each micro-batch, so every target token weighs the same
+   ``batching.epoch_batches``: shuffled and packed for a causal LM, length-bucketed else),
+   counts the step's target tokens, and back-propagates ``loss_sum / targets`` for each
+   micro-batch, so every target token weighs the same
    whatever the packing, accumulation or number of ranks;
 4. reports metrics to the callbacks, evaluates, keeps the best weights, checkpoints,
    stops early, and stops on request (cancel / pause) after writing a checkpoint.
@@ -145,7 +146,9 @@ def run_loop(ctx: LoopContext) -> LoopResult:
     while state.epoch < hp.n_epochs and not stopped_early:
         # Global micro-batches of this epoch (the same on every rank, whatever the number of
         # ranks); each rank takes its share of every one.
-        batches = epoch_batches(lengths, hp.batch_size, hp.seed, state.epoch)
+        batches = epoch_batches(
+            lengths, hp.batch_size, hp.seed, state.epoch, bucket=ctx.problem != "lm"
+        )
         for first in range(state.batch_in_epoch, len(batches), hp.gradient_accumulation_steps):
             step_batches = batches[first : first + hp.gradient_accumulation_steps]
             loss, accuracy, tokens = _optimizer_step(
