@@ -10,10 +10,12 @@ trains in its own child process and reports examples per second after the warm-u
 peak RSS, and validation accuracy and F1 (positive class) of its final weights, computed by
 one shared function (``predict``) over the same validation set.
 
-Contenders: ``tunesmith`` (``finetune``: length-bucketed batches, one-logit binary head over
-the masked mean of the token states, as MiniLM was trained to be read: decision 009) and
+Contenders (``--contenders``): ``tunesmith`` (``finetune``: length-bucketed batches, one-logit
+binary head over the masked mean of the token states, as MiniLM was trained to be read:
+decision 009; precision "auto", bf16 autocast where the CPU multiplies bf16 natively) and
 ``trainer`` (transformers ``Trainer`` with ``DataCollatorWithPadding``, two-logit head over
-BERT's CLS pooler, transformers' default).
+BERT's CLS pooler, transformers' defaults: fp32). Optional: ``tunesmith-fp32`` and
+``trainer-bf16`` (``bf16=True, use_cpu=True``), to show what the arithmetic alone changes.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ from bench.common import (
 
 MODEL = "all-minilm-l6-v2"
 LABELS = ("negative", "positive")  # tunesmith's order for this pair: names[1] is positive
-CONTENDERS = ("tunesmith", "trainer")
+REQUIRED = ("tunesmith", "trainer")
+OPTIONAL = ("tunesmith-fp32", "trainer-bf16")
 
 
 @dataclass
@@ -134,7 +137,7 @@ def evaluate(setup: Setup, model_dir: Path) -> dict[str, float]:
 # ---------------------------------------------------------------- contenders (in a child)
 
 
-def train_tunesmith(setup: Setup, out: Path) -> StepClock:
+def train_tunesmith(setup: Setup, out: Path, precision: str = "auto") -> StepClock:
     from tunesmith.settings import load_settings
     from tunesmith.training.callbacks import BaseCallback, StepMetrics
     from tunesmith.training.run import finetune
@@ -152,7 +155,7 @@ def train_tunesmith(setup: Setup, out: Path) -> StepClock:
         train_file=setup.dir / "train.jsonl",
         method="full",
         output_dir=out,
-        precision="fp32",
+        precision=precision,
         hyperparameters=Hyperparameters(
             n_epochs=1,
             batch_size=setup.batch_size,
@@ -168,7 +171,7 @@ def train_tunesmith(setup: Setup, out: Path) -> StepClock:
     return clock
 
 
-def train_trainer(setup: Setup, out: Path) -> StepClock:
+def train_trainer(setup: Setup, out: Path, bf16: bool = False) -> StepClock:
     import torch
     from transformers import (
         AutoModelForSequenceClassification,
@@ -207,6 +210,8 @@ def train_trainer(setup: Setup, out: Path) -> StepClock:
         save_strategy="no",
         report_to="none",
         remove_unused_columns=False,
+        # bf16 autocast on a CPU needs use_cpu; the default run leaves both off
+        **({"bf16": True, "use_cpu": True} if bf16 else {}),
     )
     trainer = Trainer(
         model=model,
@@ -221,12 +226,19 @@ def train_trainer(setup: Setup, out: Path) -> StepClock:
     return clock
 
 
+TRAINERS = {
+    "tunesmith": train_tunesmith,
+    "tunesmith-fp32": lambda setup, out: train_tunesmith(setup, out, precision="fp32"),
+    "trainer": train_trainer,
+    "trainer-bf16": lambda setup, out: train_trainer(setup, out, bf16=True),
+}
+
+
 def child(name: str, setup: Setup) -> None:
     set_threads(setup.threads)
     out = setup.dir / "runs" / name
     shutil.rmtree(out, ignore_errors=True)
-    trainer = train_tunesmith if name == "tunesmith" else train_trainer
-    clock, train_s = timed(lambda: trainer(setup, out))
+    clock, train_s = timed(lambda: TRAINERS[name](setup, out))
     result: dict[str, Any] = {
         "contender": name,
         "examples_per_s": clock.rate(setup.warmup_steps),
@@ -251,6 +263,11 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Setup]:
     parser.add_argument("--max-length", type=int, default=Setup.max_length)
     parser.add_argument("--learning-rate", type=float, default=Setup.learning_rate)
     parser.add_argument("--threads", type=int, default=Setup.threads)
+    parser.add_argument(
+        "--contenders",
+        default=",".join(REQUIRED),
+        help=f"comma-separated, from {', '.join((*REQUIRED, *OPTIONAL))}",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--setup", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -268,7 +285,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Setup]:
     return args, setup
 
 
-def run(setup: Setup) -> dict[str, Any]:
+def run(setup: Setup, contenders: list[str]) -> dict[str, Any]:
     model_path()
     prepare_data(setup)
     before = machine()
@@ -279,7 +296,7 @@ def run(setup: Setup) -> dict[str, Any]:
         flush=True,
     )
     rows = []
-    for name in CONTENDERS:
+    for name in contenders:
         log = setup.dir / "logs" / f"{name}.log"
         result = run_child(
             "bench.classification",
@@ -325,7 +342,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         return None
     if setup.examples % setup.batch_size:
         sys.exit(f"--examples must be a multiple of --batch-size ({setup.batch_size})")
-    report = run(setup)
+    contenders = [c for c in args.contenders.split(",") if c]
+    unknown = sorted(set(contenders) - set(TRAINERS))
+    if unknown:
+        sys.exit(f"unknown contenders: {', '.join(unknown)}")
+    report = run(setup, contenders)
     print_table(report["results"], COLUMNS)
     emit_json("classification", report)
     return report

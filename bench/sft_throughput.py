@@ -1,19 +1,23 @@
 """Benchmark 1, LoRA SFT throughput: tunesmith vs TRL ``SFTTrainer`` vs transformers ``Trainer``.
 
-    .venv/bin/python -m bench.sft_throughput --quick       # 10-20 minutes: TRL defaults are slow
+    .venv/bin/python -m bench.sft_throughput --quick       # ~10 minutes: TRL defaults are slow
     .venv/bin/python -m bench.sft_throughput --examples 480 --valid 160
     .venv/bin/python -m bench.sft_throughput --data dialogue       # long targets instead of labels
 
-smollm2-135m-instruct, LoRA r=16 (alpha 32, dropout 0.05) on all linear layers, one epoch over
-the same chat set (SMS spam as chat: system prompt, user = the SMS, assistant = spam/ham; or
-movie dialogue: assistant = the reply), the same learning rate, batch, sequence limit, linear
-schedule with 5% warm-up, fp32 weights. Each contender trains in its own child process, one
+smollm2-135m-instruct, LoRA r=16 (alpha 32, no dropout: peft's default) on all linear layers,
+one epoch over the same chat set (SMS spam as chat: system prompt, user = the SMS,
+assistant = spam/ham; or movie dialogue: assistant = the reply), the same learning rate,
+batch, sequence limit, linear schedule with 5% warm-up, fp32 weights, each contender at its
+own default arithmetic (tunesmith: bf16 autocast where the CPU multiplies bf16 natively, else
+fp32; TRL: bf16 autocast; Trainer: fp32). Each contender trains in its own child process, one
 after another; each reports real (non-padding) input tokens per second after the warm-up
 steps, its peak RSS, and the validation loss of its final weights computed by one shared
 function (``validation_loss``: mean cross-entropy per assistant token, fp32, padded batches).
 
 Contenders (``--contenders``):
-  tunesmith          ``tunesmith.training.run.finetune`` (in-batch packing, target-only logits)
+  tunesmith          ``tunesmith.training.run.finetune`` (in-batch packing into rows whose length
+                     is chosen by cost, target-only logits, precision "auto")
+  tunesmith-fp32     (optional) the same with ``precision="fp32"``: what bf16 changes
   trl-default        ``SFTTrainer``, ``SFTConfig`` defaults; ``use_cpu=True`` (needed to start
                      on a CPU: the default bf16=True is refused otherwise), which leaves bf16
                      autocast and gradient checkpointing on, as TRL ships them
@@ -63,7 +67,7 @@ SYSTEM_PROMPTS = {
     "dialogue": "You are a character in a movie. Reply to the line you are given.",
 }
 REQUIRED = ("tunesmith", "trl-default", "trl-packing", "trainer-padding")
-OPTIONAL = ("trl-packing-fp32",)
+OPTIONAL = ("tunesmith-fp32", "trl-packing-fp32")
 
 
 @dataclass
@@ -80,7 +84,8 @@ class Setup:
     warmup_steps: int = 3  # optimizer steps left out of the throughput (timing warm-up)
     lora_r: int = 16
     lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    # peft's LoraConfig default and tunesmith's (decision 008); TRL sets none of its own.
+    lora_dropout: float = 0.0
     seed: int = 42
     threads: int = 2
     work_dir: str = str(BENCH_DIR / "sft")
@@ -208,7 +213,7 @@ def evaluate_adapter(setup: Setup, adapter_dir: Path) -> float:
 # ---------------------------------------------------------------- contenders (in a child)
 
 
-def train_tunesmith(setup: Setup, out: Path) -> StepClock:
+def train_tunesmith(setup: Setup, out: Path, precision: str = "auto") -> StepClock:
     from tunesmith.settings import load_settings
     from tunesmith.training.callbacks import BaseCallback, StepMetrics
     from tunesmith.training.run import finetune
@@ -226,7 +231,7 @@ def train_tunesmith(setup: Setup, out: Path) -> StepClock:
         train_file=setup.dir / "train.jsonl",
         method="lora",
         output_dir=out,
-        precision="fp32",
+        precision=precision,
         hyperparameters=Hyperparameters(
             n_epochs=1,
             batch_size=setup.batch_size,
@@ -368,6 +373,7 @@ def train_trainer_padding(setup: Setup, out: Path) -> StepClock:
 
 CONTENDERS: dict[str, Callable[[Setup, Path], StepClock]] = {
     "tunesmith": train_tunesmith,
+    "tunesmith-fp32": lambda setup, out: train_tunesmith(setup, out, precision="fp32"),
     "trl-default": train_trl,
     "trl-packing": lambda setup, out: train_trl(setup, out, packing=True),
     "trainer-padding": train_trainer_padding,
@@ -420,7 +426,8 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Setup]:
     args = parser.parse_args(argv)
     if args.setup:
         return args, Setup(**json.loads(args.setup))
-    examples = args.examples or (32 if args.quick else Setup.examples)
+    # quick: enough examples that TRL's packed run has steps after its warm-up step
+    examples = args.examples or (128 if args.quick else Setup.examples)
     setup = Setup(
         data=args.data,
         examples=examples,
