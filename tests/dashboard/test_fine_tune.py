@@ -57,6 +57,10 @@ def test_a_fine_tune_from_the_form_is_watched_to_completion(
     )
     sign_in(page, server.key)
     page.get_by_role("link", name="New fine-tune").click()
+    # the catalog fills in a default model when it loads: replace that, as a user would (typing
+    # while it loads raced with it: Playwright's fill cleared the field, the default came in,
+    # and the path was appended to it)
+    expect(page.get_by_label("Base model")).not_to_have_value("")
     page.get_by_label("Base model").fill(server.model)
     page.get_by_label("Training file").select_option(train)
     page.get_by_label("Validation file (optional)").select_option(valid)
