@@ -82,7 +82,16 @@ def _with_small_adapters(model: torch.nn.Module) -> torch.nn.Module:
 
 def test_bf16_lora_bases_keep_fp32_everywhere_else():
     model = _lora_model()
+    frozen_fp32 = {
+        name: param.data_ptr()
+        for name, param in model.named_parameters()
+        if not param.requires_grad
+    }
     changed = compute_lora_bases_in(model, torch.bfloat16)
+    # every frozen weight now lives in memory of its own: none still points where the loaded
+    # checkpoint put it (a memory-mapped file, whose pages would otherwise stay resident)
+    after = dict(model.named_parameters())
+    assert all(after[name].data_ptr() != ptr for name, ptr in frozen_fp32.items())
     assert changed == 2 * 7  # every adapted linear layer of both blocks
     # the adapters, embeddings (tied to the output layer) and norms stay fp32
     trainable = [p for p in model.parameters() if p.requires_grad]

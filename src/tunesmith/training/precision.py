@@ -80,7 +80,24 @@ def compute_lora_bases_in(model: nn.Module, dtype: torch.dtype) -> int:
             base.register_forward_pre_hook(_input_to_weight_dtype)
             base.register_forward_hook(_output_to_fp32)
             count += 1
+    if count:
+        _release_checkpoint_file(model)
     return count
+
+
+def _release_checkpoint_file(model: nn.Module) -> None:
+    """Copy the weights still backed by the memory-mapped checkpoint into memory of their own.
+
+    transformers leaves loaded weights pointing into the mmap of the safetensors file, and
+    one tensor alive keeps the whole mapping: after the base layers went to bf16, the pages
+    of their fp32 originals (read once, to convert them) stayed resident. The embeddings and
+    norms left are a small part of the model; with them copied the mapping is released
+    (measured on SmolLM2: ~400 MiB less peak RSS, decision 012).
+    """
+    with torch.no_grad():
+        for param in model.parameters():
+            if not param.requires_grad and param.dtype == torch.float32:  # not the bf16 copies
+                param.data = param.data.clone()
 
 
 def prepare_arithmetic(model: nn.Module, precision: Precision, lora: bool) -> Precision:
