@@ -7,6 +7,8 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -67,3 +69,19 @@ def chat_files(tmp_path: Path) -> tuple[Path, Path]:
     train = write_jsonl(tmp_path / "train.jsonl", chat_rows(24, seed=1))
     valid = write_jsonl(tmp_path / "valid.jsonl", chat_rows(8, seed=2))
     return train, valid
+
+
+def tiny_llama(*, tie_word_embeddings: bool = False) -> LlamaForCausalLM:
+    """A two-block Llama with a 64-token vocabulary, the same weights every call."""
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=tie_word_embeddings,
+    )
+    return LlamaForCausalLM(config).eval()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
+from tests.training.conftest import tiny_llama
 from tunesmith.training.batching import (
     IGNORE_INDEX,
     TrainItem,
@@ -51,20 +51,6 @@ def test_shard_splits_a_global_batch_across_ranks() -> None:
     assert shard(batch, 1, 2) == [11, 13]
 
 
-def _tiny_llama() -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-    )
-    return LlamaForCausalLM(config).eval()
-
-
 def _items() -> list[TrainItem]:
     gen = torch.Generator().manual_seed(1)
     items = []
@@ -90,7 +76,7 @@ def test_packed_rows_keep_examples_apart() -> None:
 
 
 def test_packed_loss_equals_one_example_at_a_time() -> None:
-    model = _tiny_llama()
+    model = tiny_llama()
     loss = CausalLMLoss(model)
     items = _items()
     packed_sum, packed_correct, packed_count = loss(**pack_causal(items, 24, pad_id=0))
@@ -101,7 +87,7 @@ def test_packed_loss_equals_one_example_at_a_time() -> None:
 
 
 def test_selective_logits_match_the_full_forward() -> None:
-    model = _tiny_llama()
+    model = tiny_llama()
     items = _items()
     batch = pack_causal(items, 64, pad_id=0)
     loss_sum, _, count = CausalLMLoss(model)(**batch)
@@ -131,7 +117,7 @@ def test_row_length_follows_the_cost_of_attention() -> None:
 
 
 def test_cheaper_rows_change_no_loss() -> None:
-    model = _tiny_llama()
+    model = tiny_llama()
     loss = CausalLMLoss(model)
     items = _items()
     long_rows = loss(**pack_causal(items, 64, pad_id=0))

@@ -7,10 +7,9 @@ import json
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from tests.helpers import write_jsonl
-from tests.training.conftest import chat_rows
+from tests.training.conftest import chat_rows, tiny_llama
 from tunesmith.training import precision as precision_module
 from tunesmith.training.batching import TrainItem, pack_causal
 from tunesmith.training.losses import CausalLMLoss
@@ -33,22 +32,10 @@ def test_auto_uses_bf16_only_where_the_cpu_multiplies_it(monkeypatch, native, ex
 
 
 def _lora_model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        tie_word_embeddings=True,
-    )
-    model = get_peft_model(
-        LlamaForCausalLM(config),
+    return get_peft_model(
+        tiny_llama(tie_word_embeddings=True),
         LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False),
     )
-    return model
 
 
 def _batch() -> dict[str, torch.Tensor]:
