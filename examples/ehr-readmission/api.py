@@ -1,6 +1,6 @@
 """The readmission example through the OpenAI-compatible API, on SYNTHETIC records.
 
-    .venv/bin/python examples/ehr-readmission/api.py [--patients 150] [--epochs 2] [--keep]
+    .venv/bin/python examples/ehr-readmission/api.py [--patients 1200] [--epochs 3] [--keep]
 
 The hospital's side holds the identified extract (here: invented by ``generate.py``; no real
 clinical data is available offline). It splits it by patient, then hands it to a tunesmith
@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # generate.py
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # api_demo.py's server helpers
 from api_demo import create_key, serve
 from generate import write_cohort
+from leaks import identifiers_in
 
 MODEL = "all-minilm-l6-v2"
 DEID = {"deidentify": "true", "record_key_field": "patient_id"}  # placeholders (the default)
@@ -50,8 +51,8 @@ DEID = {"deidentify": "true", "record_key_field": "patient_id"}  # placeholders 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="The readmission example through the API.")
-    parser.add_argument("--patients", type=int, default=150)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--patients", type=int, default=1200)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tunesmith-ehr-api-"))
@@ -150,16 +151,15 @@ def check_nothing_stored(data_dir: Path, identifiers: list[str]) -> None:
     Tensor files are read where text can live: a safetensors file's JSON header, and every
     member of a torch checkpoint archive but its raw tensor storages (``*/data/N``); scanning
     gigabytes of weights once per value took many minutes."""
-    patterns = [re.compile(rb"(?<![0-9A-Za-z])" + re.escape(v.encode()) + rb"(?![0-9A-Za-z])", re.I)
-                for v in identifiers]  # fmt: skip
     # a saved tokenizer.json lists the base model's vocabulary with token ids, which look like
     # ZIP codes: where the vocabulary is the base's unchanged, it is left out of the search
     base_vocab = _vocab(_base_model_dir(data_dir) / "tokenizer.json")
     files = [p for p in data_dir.rglob("*") if p.is_file()]
     leaks = []
     for path in files:
-        data = _searchable_bytes(path, base_vocab)
-        leaks += [(path, pattern.pattern) for pattern in patterns if pattern.search(data)]
+        leaks += [
+            (path, v) for v in identifiers_in(_searchable_bytes(path, base_vocab), identifiers)
+        ]
     print(f"scanned {len(files)} files under the data folder for {len(identifiers)} identifier "
           f"values: {len(leaks)} found")  # fmt: skip
     if leaks:
