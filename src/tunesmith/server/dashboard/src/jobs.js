@@ -13,6 +13,12 @@ export function jobTask(job) {
   return job.method?.type === "classification" ? "classification" : "chat / completion";
 }
 
+/** Whether the job trains only on de-identified files (`method.<type>.deidentify`). */
+export function isDeidentified(job) {
+  const type = job.method?.type || "supervised";
+  return Boolean(job.method?.[type]?.deidentify);
+}
+
 export function trainingMethod(job) {
   const type = job.method?.type || "supervised";
   return job.method?.[type]?.training_method || "lora";

@@ -91,6 +91,15 @@ export function DatasetsPage() {
                   <td>{date(f.created_at)}</td>
                   <td>
                     <Status value={f.status} />
+                    {f.deidentification && (
+                      <span
+                        class="deidentified"
+                        title="De-identified while it streamed in: only the result is stored"
+                      >
+                        {" "}
+                        de-identified ({f.deidentification.total} replaced)
+                      </span>
+                    )}
                   </td>
                 </tr>
               ))}

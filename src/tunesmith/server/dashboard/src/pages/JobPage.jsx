@@ -18,7 +18,7 @@ import {
 import { date, duration, now, num } from "../format.js";
 import { useAsync, usePolling } from "../hooks.js";
 import { metricsByStep, totalSteps, useJobEvents } from "../jobEvents.js";
-import { isFinal, jobDuration, jobTask, trainingMethod } from "../jobs.js";
+import { isDeidentified, isFinal, jobDuration, jobTask, trainingMethod } from "../jobs.js";
 
 const POLL_MS = 2000;
 
@@ -182,6 +182,12 @@ export function JobPage({ id }) {
               ["Fine-tuned model", <span class="mono">{job.fine_tuned_model || "—"}</span>],
               ["Task", jobTask(job)],
               ["Method", trainingMethod(job)],
+              [
+                "De-identified",
+                isDeidentified(job)
+                  ? "yes: trains only on files de-identified as they were uploaded"
+                  : "no",
+              ],
               [
                 "Training file",
                 <a class="mono" href={`#/datasets/${job.training_file}`}>
