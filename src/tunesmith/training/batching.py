@@ -101,6 +101,11 @@ def _first_fit(lengths: Sequence[int], capacity: int) -> list[list[int]]:
     return rows
 
 
+def _widest(rows: list[list[int]], lengths: Sequence[int]) -> int:
+    """Tokens in the fullest row: the width every row of the batch is padded to."""
+    return max(sum(lengths[i] for i in row) for row in rows)
+
+
 def packed_row_capacity(max_seq_length: int) -> int:
     """Row length for packing: ``PACKED_ROW_TOKENS`` unless examples are limited to fewer."""
     return min(max_seq_length, PACKED_ROW_TOKENS)
@@ -134,7 +139,7 @@ def best_row_capacity(lengths: Sequence[int], max_capacity: int, pair_cost: floa
 
     def cost(capacity: int) -> float:
         rows = _first_fit(lengths, capacity)
-        width = max(sum(lengths[i] for i in row) for row in rows)
+        width = _widest(rows, lengths)
         return len(rows) * width * (1 + pair_cost * width)
 
     return min(sorted(candidates, reverse=True), key=cost)
@@ -157,7 +162,7 @@ def pack_causal(
     if pair_cost > 0:
         capacity = best_row_capacity(lengths, capacity, pair_cost)
     rows = _first_fit(lengths, capacity)
-    width = max(sum(len(items[i]) for i in row) for row in rows)
+    width = _widest(rows, lengths)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     position_ids = torch.zeros((len(rows), width), dtype=torch.long)
     targets = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
