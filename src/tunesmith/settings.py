@@ -75,6 +75,12 @@ class Settings(BaseSettings):
         "all of its LoRA fine-tunes) or full fine-tune counts one; past this the least "
         "recently used is dropped.",
     )
+    inference_device: str = Field(
+        default="auto",
+        description="Where served, evaluated and predicting models run: 'auto' (the first "
+        "CUDA GPU when there is one, in bf16; else the CPU, in fp32), 'cpu', 'cuda' or "
+        "'cuda:N'.",
+    )
     inference_threads: int = Field(
         default=4,
         ge=1,

@@ -35,7 +35,8 @@ def folders(tmp_path_factory, tokenizer):
 
 @pytest.fixture
 def cache(tmp_path):
-    return ModelCache(Settings(data_dir=tmp_path), max_models=2)
+    # on the CPU in fp32 even where a GPU is: these tests compare with models run directly
+    return ModelCache(Settings(data_dir=tmp_path, inference_device="cpu"), max_models=2)
 
 
 def _reply(handle):

@@ -35,6 +35,7 @@ from typing import Any
 from tunesmith.models.loading import (
     ADAPTER_CONFIG,
     RUN_MANIFEST,
+    inference_placement,
     load_any,
     load_model,
     load_tokenizer,
@@ -145,7 +146,7 @@ class ModelCache:
             raise ValueError("max_models must be at least 1")
         self.settings = settings
         self.max_models = max_models
-        self.dtype = dtype
+        self.device, self.dtype = inference_placement(settings, dtype=dtype)
         self._entries: OrderedDict[EntryKey, _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -176,7 +177,10 @@ class ModelCache:
             entry = self._entry(("run", str(run_dir)))
             with entry.hold():
                 if entry.model is None:
-                    self._fill(entry, load_any(run_dir, self.settings, dtype=self.dtype))
+                    self._fill(
+                        entry,
+                        load_any(run_dir, self.settings, dtype=self.dtype, device=self.device),
+                    )
             return ModelHandle(entry, None, str(run_dir))
         base = _resolve_base(manifest, self.settings)
         task = Task(manifest["task"])
@@ -197,7 +201,10 @@ class ModelCache:
         entry = self._entry(("base", str(resolved.path), task.value))
         with entry.hold():
             if entry.model is None:
-                self._fill(entry, load_any(name, self.settings, task=task, dtype=self.dtype))
+                self._fill(
+                    entry,
+                    load_any(name, self.settings, task=task, dtype=self.dtype, device=self.device),
+                )
         return ModelHandle(entry, None, name)
 
     def _entry(self, key: EntryKey) -> _Entry:
@@ -238,7 +245,12 @@ class ModelCache:
         if entry.model is None:
             base_tokenizer = load_tokenizer(base, self.settings)
             model = load_model(
-                base, task=task, settings=self.settings, label_space=label_space, dtype=self.dtype
+                base,
+                task=task,
+                settings=self.settings,
+                label_space=label_space,
+                dtype=self.dtype,
+                device=self.device,
             )
             entry.tokenizer, entry.task, entry.kind = base_tokenizer, task, base.kind
             entry.manifest = {"base_model": base.name, "task": task.value, "method": None}

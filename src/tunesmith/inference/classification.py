@@ -68,8 +68,10 @@ def to_probabilities(logits: torch.Tensor, problem_type: str) -> list[list[float
     """Per-class probabilities from a batch of head outputs ``[batch, outputs]``.
 
     A binary head has one output; a two-output head (e.g. a model trained elsewhere) is read
-    with a softmax, so both shapes give ``[P(names[0]), P(names[1])]``.
+    with a softmax, so both shapes give ``[P(names[0]), P(names[1])]``. Computed in fp32 (a
+    bf16 model's logits would give probabilities to two or three digits).
     """
+    logits = logits.float()
     if problem_type == "multilabel":
         return torch.sigmoid(logits).tolist()
     if problem_type == "binary" and logits.shape[-1] == 1:

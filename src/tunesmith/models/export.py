@@ -75,7 +75,10 @@ def export_run(
 
 def _write_merged(run_dir: Path, out: Path, settings: Settings) -> None:
     """Fold the LoRA weights into the base and save model and tokenizer as safetensors."""
-    loaded = load_finetuned(run_dir, settings)  # fp32: merging in low precision loses detail
+    import torch
+
+    # fp32 on the CPU: merging in low precision loses detail, and the result goes to disk
+    loaded = load_finetuned(run_dir, settings, dtype=torch.float32, device="cpu")
     peft_model: Any = loaded.model  # a peft.PeftModel: load_finetuned found an adapter
     merged = peft_model.merge_and_unload()
     merged.save_pretrained(out)

@@ -29,6 +29,7 @@ __all__ = [
     "LabelSpaceLike",
     "LoadedModel",
     "detect_kind",
+    "inference_placement",
     "load_any",
     "load_finetuned",
     "load_model",
@@ -144,6 +145,35 @@ def require_safetensors(path: Path) -> None:
     raise ModelError(f"{path} has no model weights (no *.safetensors file)")
 
 
+def inference_placement(
+    settings: Settings,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> tuple[torch.device, torch.dtype]:
+    """Where a model runs for inference, and in which dtype; explicit arguments win.
+
+    ``settings.inference_device`` "auto" is the first CUDA GPU when there is one, else the CPU.
+    On a GPU the weights are bf16 (where it has bf16; fp32 otherwise): generation there is
+    bound by reading the weights, which bf16 halves. On the CPU they stay fp32: measured on
+    an AVX512-BF16 CPU, bf16 made one client 37% faster but eight no faster, with a worse time
+    to the first token (docs/decisions/013-inference-on-gpus.md).
+    """
+    import torch
+
+    if device is None:
+        wanted = settings.inference_device
+        if wanted == "auto":
+            wanted = "cuda" if torch.cuda.is_available() else "cpu"
+        device = wanted
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if dtype is None:
+        on_gpu_with_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        dtype = torch.bfloat16 if on_gpu_with_bf16 else torch.float32
+    return device, dtype
+
+
 def load_model(
     resolved: ResolvedModel,
     *,
@@ -153,8 +183,10 @@ def load_model(
     dtype: torch.dtype | None = None,
     dropout: float | None = None,
     pad_token_id: int | None = None,
+    device: torch.device | str | None = None,
 ) -> PreTrainedModel:
-    """The model with the head the task needs, in fp32 unless ``dtype`` says otherwise.
+    """The model with the head the task needs, in fp32 on the CPU unless ``dtype`` and
+    ``device`` say otherwise.
 
     Chat/completion: a causal LM (seq2seq LM for encoder-decoders). Classification: a sequence
     classifier with ``label_space.num_outputs`` outputs (a new, random head on a base model).
@@ -195,14 +227,22 @@ def load_model(
     generation = getattr(model, "generation_config", None)
     if generation is not None and generation.pad_token_id is None:
         generation.pad_token_id = config.pad_token_id
+    if device is not None:
+        model.to(device)
     return model
 
 
 def load_finetuned(
-    run_dir: Path | str, settings: Settings, *, dtype: torch.dtype | None = None
+    run_dir: Path | str,
+    settings: Settings,
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
 ) -> LoadedModel:
-    """A fine-tuned run folder, ready for inference: base + LoRA adapter, or the full model."""
+    """A fine-tuned run folder, ready for inference: base + LoRA adapter, or the full model,
+    on the device and in the dtype of ``inference_placement`` unless given."""
     run_dir = Path(run_dir)
+    device, dtype = inference_placement(settings, device, dtype)
     manifest = read_run_manifest(run_dir)
     try:
         task = Task(manifest["task"])
@@ -212,7 +252,7 @@ def load_finetuned(
     label_space = _label_space_from_dict(manifest.get("label_space"))
     if (run_dir / ADAPTER_CONFIG).is_file():
         base = _resolve_base(manifest, settings)
-        model = _load_adapter(run_dir, base, task, settings, label_space, dtype)
+        model = _load_adapter(run_dir, base, task, settings, label_space, dtype, device)
         tokenizer_dir = run_dir if _has_tokenizer(run_dir) else base.path
     elif (run_dir / CONFIG_FILE).is_file():
         resolved = ResolvedModel(
@@ -223,7 +263,12 @@ def load_finetuned(
             max_length=max_length_from_config(run_dir),
         )
         model = load_model(
-            resolved, task=task, settings=settings, label_space=label_space, dtype=dtype
+            resolved,
+            task=task,
+            settings=settings,
+            label_space=label_space,
+            dtype=dtype,
+            device=device,
         )
         tokenizer_dir = run_dir
     else:
@@ -243,14 +288,17 @@ def load_any(
     task: Task | str | None = None,
     label_space: LabelSpaceLike | None = None,
     dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
 ) -> LoadedModel:
-    """A run folder (has tunesmith.json) or a base model name, for evaluate / predict / chat.
+    """A run folder (has tunesmith.json) or a base model name, for evaluate / predict / chat,
+    on the device and in the dtype of ``inference_placement`` unless given.
 
     For a base model the task defaults to chat when its tokenizer has a chat template, else
     completion; a base encoder has no trained head, so classification needs ``label_space``.
     """
     if (Path(name_or_path).expanduser() / RUN_MANIFEST).is_file():
-        loaded = load_finetuned(Path(name_or_path).expanduser(), settings, dtype=dtype)
+        path = Path(name_or_path).expanduser()
+        loaded = load_finetuned(path, settings, dtype=dtype, device=device)
         if task is not None and Task(task) != loaded.task:
             raise ModelError(f"{name_or_path} was fine-tuned for {loaded.task}, not {task}")
         return loaded
@@ -262,6 +310,7 @@ def load_any(
             f"{resolved.name} is a base model without a trained classifier; fine-tune it for "
             "classification first, or pass the label space to use an untrained head"
         )
+    device, dtype = inference_placement(settings, device, dtype)
     model = load_model(
         resolved,
         task=task,
@@ -269,6 +318,7 @@ def load_any(
         label_space=label_space,
         dtype=dtype,
         pad_token_id=tokenizer.pad_token_id,
+        device=device,
     )
     model.eval()
     manifest = {
@@ -375,13 +425,16 @@ def _load_adapter(
     task: Task,
     settings: Settings,
     label_space: LabelSpaceLike | None,
-    dtype: torch.dtype | None,
+    dtype: torch.dtype,
+    device: torch.device,
 ) -> Any:
     from peft import PeftModel
 
     if not (run_dir / ADAPTER_WEIGHTS).is_file():
         raise ModelError(f"{run_dir} has an adapter config but no {ADAPTER_WEIGHTS}")
-    model = load_model(base, task=task, settings=settings, label_space=label_space, dtype=dtype)
+    model = load_model(
+        base, task=task, settings=settings, label_space=label_space, dtype=dtype, device=device
+    )
     try:
         return PeftModel.from_pretrained(model, run_dir, is_trainable=False)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:

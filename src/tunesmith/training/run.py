@@ -160,6 +160,7 @@ def finetune(
         "backend": _backend(),
         "fsdp": fsdp,
         "precision": precision,  # what "auto" chose on this machine
+        "device": str(accelerator.device),
     }
     if accelerator.is_main_process:
         manifest.write(run_dir, meta)
