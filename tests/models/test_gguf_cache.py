@@ -197,3 +197,30 @@ def test_real_smollm2_conversion_matches_gguf(tmp_path: Path) -> None:
     )
     with torch.no_grad():
         assert torch.equal(loaded.model(ids).logits, reference(ids).logits)
+
+
+def test_the_converted_tokenizer_ends_on_the_models_eos(tmp_path: Path, monkeypatch) -> None:
+    """transformers 5.17 reads SmolLM2's GGUF tokenizer with <|im_start|> as eos; the model's
+    config (from the GGUF's tokenizer.ggml.eos_token_id) says <|im_end|>, and wins."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from tests.helpers import make_tiny_chat_tokenizer
+    from tunesmith.models.gguf import _convert_tokenizer
+
+    misread = make_tiny_chat_tokenizer()
+    misread.eos_token = misread.pad_token = "<|im_start|>"
+    end_id = misread.convert_tokens_to_ids("<|im_end|>")
+    from_pretrained = AutoTokenizer.from_pretrained
+
+    def load(path, *args, gguf_file=None, **kwargs):
+        return misread if gguf_file else from_pretrained(path, *args, **kwargs)
+
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", load)
+    out = tmp_path / "out"
+    out.mkdir()
+    _convert_tokenizer(tmp_path, "model.gguf", out, SimpleNamespace(eos_token_id=end_id))
+
+    saved = from_pretrained(out)
+    assert saved.eos_token == "<|im_end|>" and saved.eos_token_id == end_id

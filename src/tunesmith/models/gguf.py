@@ -162,6 +162,14 @@ def _convert_tokenizer(gguf_folder: Path, gguf_file: str, out_dir: Path, config:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf_folder, gguf_file=gguf_file)
+    eos_ids = (
+        config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
+    )
+    if eos_ids != [None] and tokenizer.eos_token_id not in eos_ids:
+        # The config's eos comes from the GGUF's tokenizer.ggml.eos_token_id; some transformers
+        # releases (5.17) give the tokenizer another special token as eos (SmolLM2: id 1,
+        # <|im_start|>), which would end every reply at once and train the wrong end token.
+        tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos_ids[0])
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.save_pretrained(out_dir)
@@ -169,8 +177,5 @@ def _convert_tokenizer(gguf_folder: Path, gguf_file: str, out_dir: Path, config:
     for attribute in ("chat_template", "eos_token", "pad_token"):
         if getattr(reloaded, attribute) != getattr(tokenizer, attribute):
             raise ModelError(f"the converted tokenizer lost its {attribute}")
-    eos_ids = (
-        config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
-    )
     if eos_ids != [None] and reloaded.eos_token_id not in eos_ids:
         raise ModelError(f"tokenizer eos id {reloaded.eos_token_id} is not the model's {eos_ids}")
