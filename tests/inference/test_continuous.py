@@ -25,9 +25,9 @@ from transformers import MistralConfig, MistralForCausalLM
 
 from tests.inference.batch_rows import CONVERSATIONS, Recorder, alone, row_for
 from tests.inference.tiny_models import tiny_causal
-from tunesmith.inference.batch_generation import ContextLengthError, generate_rows
+from tunesmith.inference.batch_generation import ContextLengthError, OpenRow, generate_rows
 from tunesmith.inference.batching import Admit, Batcher, BatchRow
-from tunesmith.inference.continuous import supports_continuous
+from tunesmith.inference.continuous import PREFILL_BUDGET, _prefill_group, supports_continuous
 from tunesmith.inference.generation import GenerationParams, chat_prompt_ids
 
 
@@ -81,7 +81,8 @@ def forwards(sharp, monkeypatch) -> list[Forward]:
 
     @functools.wraps(original)  # the loop inspects forward's parameters: keep them visible
     def spy(*args, **kwargs):
-        ids, cache = kwargs["input_ids"], kwargs.get("cache")
+        ids = kwargs["input_ids"]
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))  # its name before 5.2x
         cached = cache.get_seq_length() if cache is not None else 0
         calls.append(Forward(ids.shape[0], ids.shape[1], cached))
         return original(*args, **kwargs)
@@ -245,7 +246,8 @@ def test_a_burst_joins_the_first_request_at_its_next_step_up_to_eight_rows(
     sharp, tokenizer, forwards
 ):
     """The leader starts with the first request alone; the nine sent just after join its
-    batch as it decodes (seven at once, two as rows finish), never more than 8 rows."""
+    batch as it decodes (seven at its next step, in prefill groups, two as rows finish),
+    never more than 8 rows."""
     asks = [(CONVERSATIONS[i % 3], greedy(3 + i)) for i in range(10)]
     expected = [alone(sharp, tokenizer, m, p).text for m, p in asks]
     reached, gate = threading.Event(), threading.Event()
@@ -273,7 +275,50 @@ def test_a_burst_joins_the_first_request_at_its_next_step_up_to_eight_rows(
     assert runs == [[rows[0]]]  # one batch: everyone else was admitted into it
     assert [row.sink.text for row in rows] == expected
     assert max(f.rows for f in forwards) == 8
-    assert [f.rows for f in forwards if f.new > 1][:2] == [1, 7]
+    assert forwards[0].rows == 1 and forwards[0].new > 1  # the leader's prefill
+    # the seven are prefilled one group after another, with no step between the groups
+    after_leader = list(itertools.dropwhile(lambda f: f.new == 1, forwards[1:]))
+    joined = list(itertools.takewhile(lambda f: f.new > 1, after_leader))
+    assert sum(f.rows for f in joined) == 7
+
+
+def test_a_burst_is_prefilled_in_groups_each_replying_before_the_next(
+    sharp, tokenizer, forwards, monkeypatch
+):
+    """Prompts that arrive together are prefilled in groups of at most the budget's padded
+    tokens, and a group's first tokens go out before the next group's prefill runs: the
+    first replies start after one small prefill instead of after all of them."""
+    asks = [(CONVERSATIONS[i % 3], greedy(4)) for i in range(6)]
+    expected = [alone(sharp, tokenizer, m, p).text for m, p in asks]
+    rows = [row_for(m, p, name=str(i)) for i, (m, p) in enumerate(asks)]
+    first_token_after: dict[str, int] = {}  # row -> forwards run when its first token came
+    deliver = OpenRow.deliver
+
+    def recording_deliver(self: OpenRow, token: int) -> None:
+        first_token_after.setdefault(self.row.sink.name, len(forwards))
+        deliver(self, token)
+
+    monkeypatch.setattr(OpenRow, "deliver", recording_deliver)
+    forwards.clear()
+
+    generate_rows(sharp, tokenizer, rows)
+
+    prefills = list(itertools.takewhile(lambda f: f.new > 1, forwards))
+    budget = PREFILL_BUDGET["cpu"]
+    assert len(prefills) > 1 and sum(f.rows for f in prefills) == 6
+    assert all(f.rows == 1 or f.rows * f.new <= budget for f in prefills)
+    groups = [g for g, f in enumerate(prefills) for _ in range(f.rows)]
+    assert [first_token_after[str(i)] for i in range(6)] == [g + 1 for g in groups]
+    assert [row.sink.text for row in rows] == expected
+
+
+@pytest.mark.parametrize(
+    ("lengths", "budget", "taken"),
+    [([50, 20, 40], 128, 2), ([200, 10], 128, 1), ([10, 10, 10], 128, 3), ([30] * 5, 60, 2)],
+)
+def test_a_prefill_group_fills_the_budget_in_order_and_takes_at_least_one(lengths, budget, taken):
+    rows = [OpenRow(row_for(CONVERSATIONS[0], greedy(1)), [0] * n, None) for n in lengths]
+    assert _prefill_group(rows, budget) == taken
 
 
 def test_a_seeded_request_never_shares_a_batch(sharp, tokenizer):

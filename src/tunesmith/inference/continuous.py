@@ -5,7 +5,10 @@ the whole batch, and a finished row rides along until the longest one ends. Here
 changes at every step (iteration-level scheduling, as vLLM and TGI do it):
 
 * **admission**: before each step the loop asks the queue (``Batcher``'s ``admit``) for rows
-  queued meanwhile. Their prompts are prefilled together, left-padded, with explicit position
+  queued meanwhile. Their prompts are prefilled in groups of at most ``PREFILL_BUDGET``
+  padded tokens, one group after another, each group's first tokens delivered before the
+  next group's prefill (so a burst of prompts does not keep every one of them waiting for
+  all of their prefills). A group is left-padded, with explicit position
   ids (the mask's cumulative sum, as ``generate`` computes them) into a fresh
   ``DynamicCache``; that cache is then merged into the running one: both are left-padded to
   a common length along the sequence axis and concatenated along the batch axis, and the
@@ -23,8 +26,9 @@ The cache is a ``DynamicCache`` of plain full-attention layers whatever the arch
 cut and join its key/value tensors ourselves. A sliding-window model therefore keeps its whole
 past (more memory), and its attention mask still applies the window. Models whose cache is
 not plain keys and values (recurrent or linear-attention layers, chunked attention, shared KV
-layers), whose forward does not take ``cache`` / ``position_ids``, and encoder-decoders are
-not decoded here: ``generate_rows`` runs them as one static ``generate`` batch.
+layers), whose forward takes no cache (``cache``, or ``past_key_values`` before transformers
+5.2x) or no ``position_ids``, and encoder-decoders are not decoded here: ``generate_rows``
+runs them as one static ``generate`` batch.
 
 Only the request's settings shape the logits (temperature, top-p, greedy): sampling options
 in the model's own ``generation_config`` (a repetition penalty, say) are not applied.
@@ -59,7 +63,9 @@ def supports_continuous(model: Any) -> bool:
     if is_encoder_decoder(model):
         return False
     base = _transformers_model(model)
-    if not {"cache", "position_ids", "attention_mask"} <= _forward_parameters(base):
+    if _cache_keyword(base) is None:
+        return False
+    if not {"position_ids", "attention_mask"} <= _forward_parameters(base):
         return False
     config = base.config.get_text_config(decoder=True)
     layer_types, _ = get_layer_types_and_kwargs(config)
@@ -121,8 +127,9 @@ class _RunningBatch:
             if "logits_to_keep" in _forward_parameters(_transformers_model(model))
             else {}
         )
+        self.cache_keyword = _cache_keyword(_transformers_model(model)) or "cache"
         self.rows: list[OpenRow] = []
-        self.joining: list[OpenRow] = []  # rows being prefilled, not yet in ``rows``
+        self.joining: list[OpenRow] = []  # rows opened, not yet prefilled into ``rows``
         self.cache = DynamicCache()  # plain full-attention layers, created as the model fills them
         self.mask = torch.zeros((0, 0), dtype=torch.long, device=self.device)
         self.pending = torch.zeros((0,), dtype=torch.long, device=self.device)
@@ -131,24 +138,30 @@ class _RunningBatch:
     # --- admission -------------------------------------------------------------------------
 
     def admit(self, rows: list[BatchRow]) -> None:
-        """Open ``rows``, prefill them together and merge them into the running batch; their
-        first token is sampled and delivered here."""
+        """Open ``rows``, prefill them in groups of at most ``prefill_budget`` padded prompt
+        tokens and merge each group into the running batch; a group's first tokens are
+        sampled and delivered as soon as it is prefilled, before the next group's prefill."""
         self.joining = open_rows(self.model, self.tokenizer, rows, self.context_length)
-        if not self.joining:
-            return
+        while self.joining:
+            group = _prefill_group(self.joining, prefill_budget(self.device))
+            self._prefill(self.joining[:group])
+
+    def _prefill(self, group: list[OpenRow]) -> None:
         inputs = pad_prompts(
-            [row.prompt for row in self.joining], self.pad_id, left=True, device=self.device
+            [row.prompt for row in group], self.pad_id, left=True, device=self.device
         )
         mask = inputs["attention_mask"]
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
         cache = DynamicCache()
         logits = self._forward(inputs["input_ids"], mask, positions, cache)
-        sampling = PerRowSampling.for_rows([row.params for row in self.joining], self.device)
+        sampling = PerRowSampling.for_rows([row.params for row in group], self.device)
         tokens = _pick(logits, sampling)
-        self._deliver(self.joining, tokens)
-        self._join(cache, mask, tokens)
+        self._deliver(group, tokens)
+        self._join(cache, mask, tokens, group)
 
-    def _join(self, cache: DynamicCache, mask: torch.Tensor, tokens: torch.Tensor) -> None:
+    def _join(
+        self, cache: DynamicCache, mask: torch.Tensor, tokens: torch.Tensor, group: list[OpenRow]
+    ) -> None:
         if not self.rows:
             self.cache = cache
             self.mask = mask
@@ -157,8 +170,8 @@ class _RunningBatch:
             _append_rows(self.cache, cache, width)
             self.mask = torch.cat([_pad_left(self.mask, width), _pad_left(mask, width)])
         self.pending = torch.cat([self.pending, tokens])
-        self.rows += self.joining
-        self.joining = []
+        self.rows += group
+        self.joining = self.joining[len(group) :]
         self.sampling = PerRowSampling.for_rows([row.params for row in self.rows], self.device)
 
     # --- decoding --------------------------------------------------------------------------
@@ -186,8 +199,8 @@ class _RunningBatch:
             # a row alone then takes exactly the path it takes there
             attention_mask=None if bool(mask.all()) else mask,
             position_ids=positions,
-            cache=cache,
             use_cache=True,
+            **{self.cache_keyword: cache},
             **self.logits_kwargs,
         )
         return output.logits[:, -1, :].float()
@@ -242,6 +255,29 @@ class _RunningBatch:
             row.close()
 
 
+# Padded prompt tokens one prefill may take. A prefill of many prompts keeps every one of
+# them waiting for its first token until all are done: on two CPU cores seven ~80-token
+# prompts prefilled together took ~1 s. In groups of ~128 tokens the first group's replies
+# start after ~0.15 s, and no padding to the longest of many prompts is computed. A GPU
+# prefills thousands of tokens in the time a CPU takes for one.
+PREFILL_BUDGET = {"cpu": 128, "cuda": 4096}
+
+
+def prefill_budget(device: torch.device) -> int:
+    return PREFILL_BUDGET.get(device.type, PREFILL_BUDGET["cpu"])
+
+
+def _prefill_group(rows: list[OpenRow], budget: int) -> int:
+    """How many of ``rows``, in order, one prefill takes: as many as fit in ``budget``
+    padded tokens (each as long as the longest), and always the first."""
+    longest = 0
+    for count, row in enumerate(rows):
+        longest = max(longest, len(row.prompt))
+        if count and (count + 1) * longest > budget:
+            return count
+    return len(rows)
+
+
 def _pick(logits: torch.Tensor, sampling: PerRowSampling | None) -> torch.Tensor:
     """One token per row: the arg-max when every row is greedy (as ``generate`` does)."""
     if sampling is None:
@@ -288,3 +324,10 @@ def _transformers_model(model: Any) -> Any:
 
 def _forward_parameters(model: Any) -> set[str]:
     return set(inspect.signature(model.forward).parameters)
+
+
+def _cache_keyword(model: Any) -> str | None:
+    """The name ``model.forward`` takes its KV cache by: ``cache`` since transformers 5.2x,
+    ``past_key_values`` before (5.17 on the GPU machine; pyproject allows any 5.x)."""
+    parameters = _forward_parameters(model)
+    return next((name for name in ("cache", "past_key_values") if name in parameters), None)
