@@ -164,6 +164,7 @@ def machine() -> dict[str, Any]:
         "cpu_flags": cpu_flags(),
         "memory_gib": memory_gib(),
         "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "gpu": gpu_name(),
         "python": platform.python_version(),
         "versions": {
             p: version_of(p)
@@ -185,34 +186,70 @@ def peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def gpu_name() -> str | None:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def bench_device() -> str:
+    """Where the benchmarks train and serve: the first CUDA GPU when there is one."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def synchronize() -> None:
+    """Wait for the GPU's queued work (a no-op on the CPU), so a clock reads finished work."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def matmul_gflops(dtype_name: str, size: int, repeats: int) -> float:
     """Best GFLOP/s of ``repeats`` square products ``x @ w.T`` of ``size`` in ``dtype_name``.
 
     Measured through ``F.linear``, the product a Linear layer computes in training: for bf16
     on a CPU without bf16 instructions it takes oneDNN's path, many times faster than
-    ``torch.mm``'s fallback, so it is the fair peak.
+    ``torch.mm``'s fallback, so it is the fair peak. On a GPU, on the GPU.
     """
     import torch
     import torch.nn.functional as F
 
     dtype = getattr(torch, dtype_name)
-    x = torch.randn(size, size).to(dtype)
-    w = torch.randn(size, size).to(dtype)
+    device = bench_device()
+    x = torch.randn(size, size, device=device).to(dtype)
+    w = torch.randn(size, size, device=device).to(dtype)
     F.linear(x, w)  # warm-up: the first call picks kernels and touches the memory
+    synchronize()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         F.linear(x, w)
+        synchronize()
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
 
 
-def matmul_peak(sizes: Sequence[int] = (1024, 2048), repeats: int = 3) -> dict[str, float]:
-    """The machine's measured matmul peak (GFLOP/s), fp32 and bf16: the best over sizes."""
+def matmul_peak(sizes: Sequence[int] | None = None, repeats: int = 3) -> dict[str, float]:
+    """The machine's measured matmul peak (GFLOP/s), fp32 and bf16: the best over sizes
+    (on a GPU, sizes large enough to fill it)."""
+    if sizes is None:
+        sizes = (4096, 8192) if bench_device() == "cuda" else (1024, 2048)
     return {
         dtype: round(max(matmul_gflops(dtype, n, repeats) for n in sizes), 1)
         for dtype in ("float32", "bfloat16")
     }
+
+
+def peak_gpu_mib() -> float | None:
+    """The most GPU memory this process's tensors held (None without a GPU)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
 @dataclass
@@ -265,6 +302,7 @@ def step_clock_callback(clock: StepClock, per_step: int = 0) -> Any:
 
     class Clock(TrainerCallback):  # type: ignore[misc]
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            synchronize()
             clock.tick(per_step)
 
     return Clock()

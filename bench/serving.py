@@ -49,6 +49,7 @@ from typing import Any
 
 from bench.common import (
     BENCH_DIR,
+    bench_device,
     emit_json,
     free_port,
     machine,
@@ -182,7 +183,10 @@ def base_and_adapter(setup: Setup) -> tuple[Any, Any, list[int]]:
         setup.run_dir if (setup.run_dir / "tokenizer_config.json").is_file() else base_path
     )
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    # where and in what the server runs it: fp32 on a CPU, bf16 on a GPU (inference_placement)
+    on_gpu = bench_device() == "cuda"
+    dtype = torch.bfloat16 if on_gpu else torch.float32
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype).to(bench_device())
     model = PeftModel.from_pretrained(base, setup.run_dir).eval()
     configured = base.generation_config.eos_token_id
     ends = set(configured if isinstance(configured, list) else [configured])
@@ -201,7 +205,7 @@ def generate_loop(setup: Setup) -> dict[str, Any]:
     def one(messages: list[dict[str, str]]) -> int:
         inputs = tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
+        ).to(model.device)
         with torch.inference_mode():
             out = model.generate(
                 **inputs,

@@ -44,10 +44,12 @@ from typing import Any
 from bench.common import (
     BENCH_DIR,
     StepClock,
+    bench_device,
     emit_json,
     machine,
     matmul_peak,
     movie_dialog,
+    peak_gpu_mib,
     peak_rss_mib,
     print_table,
     ratio,
@@ -57,6 +59,7 @@ from bench.common import (
     sms_spam,
     split,
     step_clock_callback,
+    synchronize,
     timed,
     write_jsonl,
 )
@@ -74,6 +77,7 @@ OPTIONAL = ("tunesmith-fp32", "trl-packing-fp32")
 class Setup:
     """One benchmark configuration, shared by every contender (passed to children as JSON)."""
 
+    model: str = MODEL  # a packaged model id or a model folder
     data: str = "sms"
     examples: int = 480
     valid: int = 160
@@ -133,7 +137,7 @@ def resolve(setup: Setup) -> Any:
     from tunesmith.models.registry import resolve_model
     from tunesmith.settings import load_settings
 
-    return resolve_model(MODEL, load_settings(data_dir=BENCH_DIR))
+    return resolve_model(setup.model, load_settings(data_dir=BENCH_DIR))
 
 
 def tokenized(setup: Setup, name: str, tokenizer: Any) -> list[Any]:
@@ -163,9 +167,11 @@ def validation_loss(model: Any, examples: list[Any], pad_id: int, batch_size: in
     model.eval()
     order = sorted(examples, key=lambda e: len(e.input_ids))
     loss_sum, count = 0.0, 0
+    device = next(model.parameters()).device
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
-            ids, mask, labels = pad_batch(order[start : start + batch_size], pad_id)
+            batch = pad_batch(order[start : start + batch_size], pad_id)
+            ids, mask, labels = (t.to(device) for t in batch)
             logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
             targets = labels[:, 1:]
             picked = targets != -100
@@ -204,7 +210,7 @@ def evaluate_adapter(setup: Setup, adapter_dir: Path) -> float:
     resolved = resolve(setup)
     tokenizer = load_tokenizer(resolved.path, load_settings(data_dir=BENCH_DIR))
     base = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=torch.float32)
-    model = PeftModel.from_pretrained(base, adapter_dir)
+    model = PeftModel.from_pretrained(base.to(bench_device()), adapter_dir)
     return validation_loss(
         model, tokenized(setup, "valid.jsonl", tokenizer), tokenizer.pad_token_id
     )
@@ -223,11 +229,12 @@ def train_tunesmith(setup: Setup, out: Path, precision: str = "auto") -> StepClo
 
     class Clock(BaseCallback):
         def on_step_end(self, metrics: StepMetrics) -> None:
+            synchronize()
             clock.tick(metrics.tokens)
 
     never = 10**9  # no evaluation or checkpoint inside the timed steps (one at the epoch's end)
     spec = FinetuneSpec(
-        model=MODEL,
+        model=setup.model,
         train_file=setup.dir / "train.jsonl",
         method="lora",
         output_dir=out,
@@ -312,7 +319,7 @@ def common_args(setup: Setup, out: Path) -> dict[str, Any]:
         "seed": setup.seed,
         "save_strategy": "no",
         "report_to": "none",
-        "use_cpu": True,
+        "use_cpu": bench_device() == "cpu",
     }
 
 
@@ -398,6 +405,7 @@ def child(name: str, setup: Setup) -> None:
         "total_tokens": sum(clock.work),
         "train_s": round(train_s, 1),
         "peak_rss_mib": peak_rss_mib(),  # before the evaluation loads a second model
+        "peak_gpu_mib": peak_gpu_mib(),
     }
     result["valid_loss"] = round(evaluate_adapter(setup, out), 4)
     report_to_parent(result)
@@ -409,6 +417,7 @@ def child(name: str, setup: Setup) -> None:
 def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Setup]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small example counts")
+    parser.add_argument("--model", default=MODEL, help="a packaged model id or a model folder")
     parser.add_argument("--data", choices=sorted(SYSTEM_PROMPTS), default="sms")
     parser.add_argument("--examples", type=int, help="training examples (a multiple of batch)")
     parser.add_argument("--valid", type=int, help="validation examples")
@@ -429,6 +438,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Setup]:
     # quick: enough examples that TRL's packed run has steps after its warm-up step
     examples = args.examples or (128 if args.quick else Setup.examples)
     setup = Setup(
+        model=args.model,
         data=args.data,
         examples=examples,
         valid=args.valid or (32 if args.quick else Setup.valid),
@@ -478,7 +488,7 @@ def run(setup: Setup, contenders: list[str]) -> dict[str, Any]:
     add_speedups(rows)
     return {
         "setup": asdict(setup),
-        "model": MODEL,
+        "model": setup.model,
         "params": params,
         "model_convert_s": round(convert_s, 1),
         "matmul_peak_gflops": peak,
@@ -519,6 +529,7 @@ COLUMNS = [
     ("steps", "steps"),
     ("total_tokens", "tokens"),
     ("peak_rss_mib", "peak RSS MiB"),
+    ("peak_gpu_mib", "peak GPU MiB"),
     ("valid_loss", "valid loss"),
     ("mfu_fp32", "MFU fp32"),
     ("mfu_bf16", "MFU bf16"),
