@@ -26,7 +26,9 @@ Contenders (``--contenders``):
   generate             a loop over transformers ``generate``, one request at a time: base model
                        plus the adapter through peft (unmerged, as the server runs it), greedy,
                        the same prompts and ``max_new_tokens``, stopping on the same end tokens;
-                       in a child process
+                       on the device and in the dtype the server uses (``inference_placement``:
+                       bf16 where native), in a child process; where that is not fp32, also
+                       ``generate fp32``, the loop on the checkpoint's own fp32 weights
   transformers-serve   ``transformers serve`` (the CLI of transformers 5) on the LoRA merged into
                        its base (it loads no adapters), fp32 on the CPU, 1 then 8 clients;
                        not in ``--quick`` unless named in ``--contenders``
@@ -49,7 +51,6 @@ from typing import Any
 
 from bench.common import (
     BENCH_DIR,
-    bench_device,
     emit_json,
     free_port,
     machine,
@@ -166,12 +167,14 @@ def train(setup: Setup) -> dict[str, Any]:
     return {"reused": reused, "train_s": round(seconds, 1), "steps": result.steps}
 
 
-def base_and_adapter(setup: Setup) -> tuple[Any, Any, list[int]]:
-    """Plain transformers + peft: the run's base model in fp32, its adapter over it, the
+def base_and_adapter(setup: Setup, dtype: Any = None) -> tuple[Any, Any, list[int]]:
+    """Plain transformers + peft: the run's base model where and in the dtype the server
+    runs it (``inference_placement``; ``dtype`` overrides), its adapter over it, the
     tokenizer, and the end tokens tunesmith stops on (the model's and the tokenizer's)."""
-    import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunesmith.models.loading import inference_placement
 
     manifest = json.loads((setup.run_dir / "tunesmith.json").read_text(encoding="utf-8"))
     base_path = manifest.get("base_model_path")
@@ -183,10 +186,9 @@ def base_and_adapter(setup: Setup) -> tuple[Any, Any, list[int]]:
         setup.run_dir if (setup.run_dir / "tokenizer_config.json").is_file() else base_path
     )
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    # where and in what the server runs it: fp32 on a CPU, bf16 on a GPU (inference_placement)
-    on_gpu = bench_device() == "cuda"
-    dtype = torch.bfloat16 if on_gpu else torch.float32
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype).to(bench_device())
+    # on the device and in the dtype the server runs it in (bf16 where it is native)
+    device, dtype = inference_placement(settings(setup), dtype=dtype)
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype).to(device)
     model = PeftModel.from_pretrained(base, setup.run_dir).eval()
     configured = base.generation_config.eos_token_id
     ends = set(configured if isinstance(configured, list) else [configured])
@@ -194,11 +196,11 @@ def base_and_adapter(setup: Setup) -> tuple[Any, Any, list[int]]:
     return model, tokenizer, sorted(e for e in ends if e is not None)
 
 
-def generate_loop(setup: Setup) -> dict[str, Any]:
+def generate_loop(setup: Setup, dtype: Any = None) -> dict[str, Any]:
     """One request at a time through ``generate``: the baseline every server is held to."""
     import torch
 
-    model, tokenizer, ends = base_and_adapter(setup)
+    model, tokenizer, ends = base_and_adapter(setup, dtype)
     prompts = json.loads(setup.prompts_file.read_text(encoding="utf-8"))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else ends[0]
 
@@ -249,7 +251,19 @@ def merge(setup: Setup) -> dict[str, Any]:
     return {"merged": str(out)}
 
 
-CHILDREN = {"train": train, "generate": generate_loop, "merge": merge}
+def generate_loop_fp32(setup: Setup) -> dict[str, Any]:
+    """The same loop on fp32 weights: what transformers loads this fp32 checkpoint as."""
+    import torch
+
+    return generate_loop(setup, torch.float32)
+
+
+CHILDREN = {
+    "train": train,
+    "generate": generate_loop,
+    "generate-fp32": generate_loop_fp32,
+    "merge": merge,
+}
 
 
 def child(name: str, setup: Setup) -> None:
@@ -388,9 +402,22 @@ def run_tunesmith(setup: Setup, prompts: list[Any]) -> list[dict[str, Any]]:
 
 
 def run_generate(setup: Setup) -> list[dict[str, Any]]:
-    row = {"contender": "generate x1", "clients": 1} | in_child("generate", setup)
-    print(f"  {row['contender']}: {json.dumps(row)}", flush=True)
-    return [row]
+    """The loop in the server's dtype (the baseline of ``x generate``) and, where that is
+    not fp32, also on fp32 weights: the loop as a user writes it, loading the checkpoint as
+    it is stored."""
+    import torch
+
+    from tunesmith.models.loading import inference_placement
+
+    children = {"generate x1": "generate"}
+    if inference_placement(settings(setup))[1] != torch.float32:
+        children["generate fp32 x1"] = "generate-fp32"
+    rows = []
+    for contender, child_name in children.items():
+        row = {"contender": contender, "clients": 1} | in_child(child_name, setup)
+        print(f"  {row['contender']}: {json.dumps(row)}", flush=True)
+        rows.append(row)
+    return rows
 
 
 def run_transformers_serve(setup: Setup, prompts: list[Any]) -> list[dict[str, Any]]:

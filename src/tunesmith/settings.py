@@ -78,8 +78,13 @@ class Settings(BaseSettings):
     inference_device: str = Field(
         default="auto",
         description="Where served, evaluated and predicting models run: 'auto' (the first "
-        "CUDA GPU when there is one, in bf16; else the CPU, in fp32), 'cpu', 'cuda' or "
-        "'cuda:N'.",
+        "CUDA GPU when there is one, else the CPU), 'cpu', 'cuda' or 'cuda:N'.",
+    )
+    inference_dtype: str = Field(
+        default="auto",
+        pattern="^(auto|fp32|bf16|fp16)$",
+        description="The weights' dtype for inference: 'auto' is bf16 where the device "
+        "multiplies bf16 natively (GPUs with bf16, CPUs with AVX512-BF16 or AMX), else fp32.",
     )
     inference_threads: int = Field(
         default=4,

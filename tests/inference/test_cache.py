@@ -35,8 +35,10 @@ def folders(tmp_path_factory, tokenizer):
 
 @pytest.fixture
 def cache(tmp_path):
-    # on the CPU in fp32 even where a GPU is: these tests compare with models run directly
-    return ModelCache(Settings(data_dir=tmp_path, inference_device="cpu"), max_models=2)
+    # on the CPU in fp32 even where a GPU or native bf16 is: these tests compare with models
+    # run directly in fp32
+    settings = Settings(data_dir=tmp_path, inference_device="cpu", inference_dtype="fp32")
+    return ModelCache(settings, max_models=2)
 
 
 def _reply(handle):

@@ -45,7 +45,8 @@ def _save(model, folder: Path) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", offline=True)
+    # reloads are compared with fp32 models built here: fp32 even where bf16 is native
+    return Settings(data_dir=tmp_path / "data", offline=True, inference_dtype="fp32")
 
 
 @pytest.fixture(scope="session")

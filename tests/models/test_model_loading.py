@@ -10,9 +10,10 @@ import torch
 
 from tunesmith.data.labels import LabelSpace
 from tunesmith.errors import ModelError
-from tunesmith.models.loading import load_model, load_tokenizer
+from tunesmith.models.loading import inference_placement, load_model, load_tokenizer
 from tunesmith.models.registry import resolve_model
 from tunesmith.settings import Settings
+from tunesmith.training import precision as precision_module
 
 PAD, EOS = 1, 3  # ids of <pad> and </s> in conftest.VOCAB
 
@@ -145,3 +146,27 @@ def test_packaged_minilm_loads_as_a_classifier(settings: Settings) -> None:
     assert loaded.model.config.tunesmith_pooling == "mean"
     batch = loaded.tokenizer(["a fine day", "awful"], padding=True, return_tensors="pt")
     assert loaded.model(**batch).logits.shape == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("gpu", "native_cpu_bf16", "device", "dtype"),
+    [
+        (False, True, "cpu", torch.bfloat16),  # AVX512-BF16 / AMX
+        (False, False, "cpu", torch.float32),  # AVX2 only: bf16 would be emulated, slower
+        (True, False, "cuda:0", torch.bfloat16),
+    ],
+    ids=["bf16-cpu", "avx2-cpu", "gpu"],
+)
+def test_inference_runs_on_the_gpu_if_any_in_bf16_where_native(
+    monkeypatch, tmp_path, gpu, native_cpu_bf16, device, dtype
+):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: native_cpu_bf16)
+    auto = Settings(data_dir=tmp_path)
+    assert inference_placement(auto) == (torch.device(device), dtype)
+    # what the operator sets wins over auto, and what a caller passes wins over both
+    pinned = Settings(data_dir=tmp_path, inference_device="cpu", inference_dtype="fp32")
+    assert inference_placement(pinned) == (torch.device("cpu"), torch.float32)
+    assert inference_placement(auto, "cpu", torch.float16) == (torch.device("cpu"), torch.float16)

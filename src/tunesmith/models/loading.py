@@ -153,12 +153,15 @@ def inference_placement(
     """Where a model runs for inference, and in which dtype; explicit arguments win.
 
     ``settings.inference_device`` "auto" is the first CUDA GPU when there is one, else the CPU.
-    On a GPU the weights are bf16 (where it has bf16; fp32 otherwise): generation there is
-    bound by reading the weights, which bf16 halves. On the CPU they stay fp32: measured on
-    an AVX512-BF16 CPU, bf16 made one client 37% faster but eight no faster, with a worse time
-    to the first token (docs/decisions/013-inference-on-gpus.md).
+    ``settings.inference_dtype`` "auto" is bf16 where that device multiplies bf16 natively,
+    as training's precision "auto" decides, else fp32: decoding reads every weight once per
+    token and bf16 halves that, and bf16 products run 2-3x faster there (measured on an
+    AVX512-BF16 CPU: 8 concurrent replies 1.44x faster, the same greedy text;
+    docs/decisions/013-inference-on-gpus.md).
     """
     import torch
+
+    from tunesmith.training.precision import matmul_dtype, native_bf16
 
     if device is None:
         wanted = settings.inference_device
@@ -169,8 +172,10 @@ def inference_placement(
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     if dtype is None:
-        on_gpu_with_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        dtype = torch.bfloat16 if on_gpu_with_bf16 else torch.float32
+        wanted = settings.inference_dtype
+        if wanted == "auto":
+            wanted = "bf16" if native_bf16(device) else "fp32"
+        dtype = matmul_dtype(wanted)  # type: ignore[arg-type]
     return device, dtype
 
 

@@ -24,12 +24,18 @@ def cpu_has_native_bf16() -> bool:
     return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
 
 
+def native_bf16(device: torch.device) -> bool:
+    """True when ``device`` multiplies bf16 in hardware (a GPU with bf16, or such a CPU)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return device.type == "cpu" and cpu_has_native_bf16()
+
+
 def resolve_precision(precision: str) -> Precision:
     """``"auto"`` -> the fastest exact-enough arithmetic here; anything else as asked."""
     if precision == "auto":
-        if torch.cuda.is_available():
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-        return "bf16" if cpu_has_native_bf16() else "fp32"
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return "bf16" if native_bf16(device) else "fp32"
     if precision not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"unknown precision {precision!r}")
     return precision  # type: ignore[return-value]
