@@ -105,3 +105,21 @@ def test_a_sqlite_read_does_not_wait_for_the_write_lock(tmp_path: Path) -> None:
     assert names == ["acme"]  # the committed snapshot, not the writer's pending row
     assert waited < 5  # a queued read would wait for the commit, or the 30 s busy timeout
     engine.dispose()
+
+
+def test_the_key_cache_forgets_keys_after_its_ttl_and_past_its_size(monkeypatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(projects.time, "monotonic", lambda: clock[0])
+    cache = projects.KeyCache(ttl_seconds=60, max_keys=2)
+    acme, globex = projects.ProjectRef("p1", "acme"), projects.ProjectRef("p2", "globex")
+    cache.put("h1", acme)
+    clock[0] += 59
+    assert cache.get("h1") == acme and cache.get("unknown") is None
+    clock[0] += 2  # 61 s after it was put
+    assert cache.get("h1") is None
+    cache.put("h1", acme)
+    cache.put("h2", globex)
+    cache.put("h3", acme)  # a third key pushes out the oldest
+    assert cache.get("h1") is None and cache.get("h2") == globex and cache.get("h3") == acme
+    cache.clear()
+    assert cache.get("h3") is None

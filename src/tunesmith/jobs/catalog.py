@@ -30,7 +30,8 @@ from sqlalchemy.orm import Session
 
 from tunesmith.errors import ModelError, ModelNotFoundError
 from tunesmith.jobs.errors import InvalidStateError, NotOwnedError, UnknownModelError
-from tunesmith.jobs.models import Checkpoint, Job, JobStatus, Project
+from tunesmith.jobs.models import Checkpoint, Job, JobStatus
+from tunesmith.jobs.projects import ProjectRef
 from tunesmith.jobs.service import JOB_ID_PREFIX, add_event
 from tunesmith.jobs.store import now
 from tunesmith.models import registry
@@ -71,7 +72,7 @@ class CatalogModel:
 # --- listing -------------------------------------------------------------------------------
 
 
-def list_models(session: Session, project: Project, settings: Settings) -> list[CatalogModel]:
+def list_models(session: Session, project: ProjectRef, settings: Settings) -> list[CatalogModel]:
     """Installed base models, then the project's fine-tuned models, each followed by its
     checkpoints, newest step first."""
     return base_models(settings) + project_models(session, project)
@@ -82,7 +83,7 @@ def base_models(settings: Settings) -> list[CatalogModel]:
     return [_base(info) for info in registry.list_models(settings) if info.installed]
 
 
-def project_models(session: Session, project: Project) -> list[CatalogModel]:
+def project_models(session: Session, project: ProjectRef) -> list[CatalogModel]:
     jobs = session.scalars(
         select(Job)
         .where(Job.project_id == project.id, Job.model_deleted_at.is_(None))
@@ -109,7 +110,9 @@ def project_models(session: Session, project: Project) -> list[CatalogModel]:
 # --- finding one ----------------------------------------------------------------------------
 
 
-def find_model(session: Session, project: Project, name: str, settings: Settings) -> CatalogModel:
+def find_model(
+    session: Session, project: ProjectRef, name: str, settings: Settings
+) -> CatalogModel:
     """The model called ``name``; ``UnknownModelError`` (404) when the project has none."""
     if name.startswith(FINE_TUNED_PREFIX):
         return find_fine_tuned(session, project, name)
@@ -128,7 +131,7 @@ def find_base(name: str, settings: Settings) -> CatalogModel:
     return CatalogModel(name, _created(resolved.path), BASE_OWNERS["local"], "base")
 
 
-def find_fine_tuned(session: Session, project: Project, name: str) -> CatalogModel:
+def find_fine_tuned(session: Session, project: ProjectRef, name: str) -> CatalogModel:
     """A fine-tuned model or checkpoint of the project, with its folder and task."""
     match = CHECKPOINT_NAME.match(name)
     job = _job_named(session, project, match["model"] if match else name)
@@ -153,7 +156,7 @@ def find_fine_tuned(session: Session, project: Project, name: str) -> CatalogMod
     return _checkpoint(checkpoint, project, task=_task_of(Path(checkpoint.path)))
 
 
-def model_for_inference(session: Session, project: Project, name: str) -> CatalogModel:
+def model_for_inference(session: Session, project: ProjectRef, name: str) -> CatalogModel:
     """What a request's ``model`` loads. A base name is not looked up here: the model cache
     resolves it (and raises ``ModelNotFoundError`` for an unknown one) without listing the
     whole registry on every request."""
@@ -165,7 +168,7 @@ def model_for_inference(session: Session, project: Project, name: str) -> Catalo
 # --- deleting -------------------------------------------------------------------------------
 
 
-def delete_model(session: Session, project: Project, name: str, settings: Settings) -> Path:
+def delete_model(session: Session, project: ProjectRef, name: str, settings: Settings) -> Path:
     """Record the deletion of a fine-tuned model or checkpoint; returns the folder the caller
     removes once the transaction is committed (so a failed commit deletes nothing)."""
     if not name.startswith(FINE_TUNED_PREFIX):
@@ -193,13 +196,15 @@ def delete_model(session: Session, project: Project, name: str, settings: Settin
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _job_named(session: Session, project: Project, model_name: str) -> Job | None:
+def _job_named(session: Session, project: ProjectRef, model_name: str) -> Job | None:
     """The job whose id ends ``model_name`` (``ft:...:{job}``), if it is this project's."""
     job = session.get(Job, f"{JOB_ID_PREFIX}-{model_name.rsplit(':', 1)[-1]}")
     return job if job is not None and job.project_id == project.id else None
 
 
-def _fine_tuned(job: Job, project: Project, folder: Path, task: Task | None = None) -> CatalogModel:
+def _fine_tuned(
+    job: Job, project: ProjectRef, folder: Path, task: Task | None = None
+) -> CatalogModel:
     assert job.fine_tuned_model is not None
     return CatalogModel(
         job.fine_tuned_model,
@@ -212,7 +217,9 @@ def _fine_tuned(job: Job, project: Project, folder: Path, task: Task | None = No
     )
 
 
-def _checkpoint(checkpoint: Checkpoint, project: Project, task: Task | None = None) -> CatalogModel:
+def _checkpoint(
+    checkpoint: Checkpoint, project: ProjectRef, task: Task | None = None
+) -> CatalogModel:
     return CatalogModel(
         checkpoint.fine_tuned_model_checkpoint,
         checkpoint.created_at,

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -27,6 +30,15 @@ class CreatedKey:
     key: str  # the secret, shown once
     key_id: str
     project: Project
+
+
+@dataclass(frozen=True)
+class ProjectRef:
+    """A project as a request sees it: its id and name, detached from any database session,
+    so one copy can be shared by concurrent requests (an ORM object cannot)."""
+
+    id: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -65,10 +77,50 @@ def create_key(session: Session, project_name: str) -> CreatedKey:
     return CreatedKey(key=key, key_id=record.id, project=project)
 
 
-def authenticate(session: Session, key: str) -> Project | None:
+def authenticate(session: Session, key: str) -> ProjectRef | None:
     """The project a key belongs to, or None for an unknown key."""
     stmt = select(Project).join(ApiKey).where(ApiKey.key_hash == hash_key(key))
-    return session.scalar(stmt)
+    project = session.scalar(stmt)
+    return ProjectRef(project.id, project.name) if project is not None else None
+
+
+class KeyCache:
+    """Keys authenticated in the last ``ttl_seconds``, by hash, with their project.
+
+    Every API request names its key, and looking it up took a database session and a worker
+    thread of its own: about a fifth of a list request's CPU (docs/benchmarks.md, benchmark
+    4). Keys are never changed or revoked once made (there is no command for it), so a known
+    key's project cannot go stale; the TTL bounds how long a cached key would outlive a
+    revocation added later, and such a command must also call ``clear``. Unknown keys are
+    not cached: each miss goes to the database.
+    """
+
+    def __init__(self, ttl_seconds: float = 60.0, max_keys: int = 4096) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.max_keys = max_keys
+        self._known: OrderedDict[str, tuple[float, ProjectRef]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key_hash: str) -> ProjectRef | None:
+        with self._lock:
+            found = self._known.get(key_hash)
+            if found is None:
+                return None
+            if time.monotonic() - found[0] > self.ttl_seconds:
+                del self._known[key_hash]
+                return None
+            return found[1]
+
+    def put(self, key_hash: str, project: ProjectRef) -> None:
+        with self._lock:
+            self._known[key_hash] = (time.monotonic(), project)
+            self._known.move_to_end(key_hash)
+            while len(self._known) > self.max_keys:
+                self._known.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._known.clear()
 
 
 def list_keys(session: Session) -> list[KeyInfo]:

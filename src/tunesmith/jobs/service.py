@@ -22,10 +22,10 @@ from tunesmith.jobs.models import (
     Job,
     JobEvent,
     JobStatus,
-    Project,
     RequestedAction,
 )
 from tunesmith.jobs.paging import Page, paginate
+from tunesmith.jobs.projects import ProjectRef
 from tunesmith.jobs.store import now
 from tunesmith.settings import Settings
 from tunesmith.training.spec import FinetuneSpec
@@ -62,7 +62,7 @@ def checkpoint_model_name(fine_tuned_model: str, step: int) -> str:
     return f"{fine_tuned_model}:ckpt-step-{step}"
 
 
-def create_job(session: Session, settings: Settings, project: Project, new: NewJob) -> Job:
+def create_job(session: Session, settings: Settings, project: ProjectRef, new: NewJob) -> Job:
     """Insert a job in ``validating_files``; a worker validates its files, then trains it."""
     job_id = new_id(JOB_ID_PREFIX)
     seed = new.seed if new.seed is not None else random_seed()

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from tunesmith import __version__
+from tunesmith.jobs.projects import KeyCache
 from tunesmith.jobs.store import (
     create_engine_for,
     migrate,
@@ -96,6 +97,7 @@ def create_app(settings: Settings, *, workers: int = 0) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.read_sessions = read_session_factory(engine)  # for requests that only read
+    app.state.keys = KeyCache()  # recently authenticated API keys (server/deps.get_project)
     install_error_handlers(app)
     app.include_router(files.router, prefix="/v1")
     app.include_router(fine_tuning.router, prefix="/v1")

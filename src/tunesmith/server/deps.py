@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
-from tunesmith.jobs.models import Project
-from tunesmith.jobs.projects import authenticate
+from tunesmith.jobs.projects import KeyCache, ProjectRef, authenticate, hash_key
 from tunesmith.server.errors import AuthError
 from tunesmith.settings import Settings
 
@@ -48,7 +48,9 @@ def _mask(key: str) -> str:
     return f"{key[:5]}***{key[-4:]}" if len(key) > 12 else "***"
 
 
-def get_project(request: Request) -> Project:
+async def get_project(request: Request) -> ProjectRef:
+    """The request's project. A key seen in the last minute is answered from memory
+    (``KeyCache``), in the event loop; others are looked up in a worker thread."""
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     key = key.strip()
@@ -58,11 +60,20 @@ def get_project(request: Request) -> Project:
             "Bearer auth (Authorization: Bearer YOUR_KEY). Make one with "
             "`tunesmith keys create --project NAME`."
         )
-    with get_read_sessions(request)() as session:  # every request: never wait to write
-        project = authenticate(session, key)
+    keys: KeyCache = request.app.state.keys
+    key_hash = hash_key(key)
+    project = keys.get(key_hash)
     if project is None:
-        raise AuthError(f"Incorrect API key provided: {_mask(key)}.")
+        project = await run_in_threadpool(_authenticate, get_read_sessions(request), key)
+        if project is None:
+            raise AuthError(f"Incorrect API key provided: {_mask(key)}.")
+        keys.put(key_hash, project)
     return project
+
+
+def _authenticate(sessions: sessionmaker[Session], key: str) -> ProjectRef | None:
+    with sessions() as session:  # a read session: never wait to write
+        return authenticate(session, key)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -73,4 +84,4 @@ ReadSessionsDep = Annotated[sessionmaker[Session], Depends(get_read_sessions)]
 # and a read session its WAL snapshot
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
-CurrentProject = Annotated[Project, Depends(get_project)]
+CurrentProject = Annotated[ProjectRef, Depends(get_project)]

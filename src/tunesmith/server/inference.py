@@ -40,7 +40,7 @@ from tunesmith.inference.cache import ModelCache, ModelHandle
 from tunesmith.inference.params import GenerationParams
 from tunesmith.jobs.catalog import CatalogModel, model_for_inference
 from tunesmith.jobs.errors import UnknownModelError
-from tunesmith.jobs.models import Project
+from tunesmith.jobs.projects import ProjectRef
 from tunesmith.server.errors import WrongEndpointError
 from tunesmith.settings import Settings
 from tunesmith.tasks import Task
@@ -83,7 +83,7 @@ class Inference:
         self.cache.clear()
 
     async def target(
-        self, sessions: sessionmaker[Session], project: Project, name: str, task: Task
+        self, sessions: sessionmaker[Session], project: ProjectRef, name: str, task: Task
     ) -> CatalogModel:
         """The model a request names, refused early when it was trained for another task."""
         model = await run_in_threadpool(_lookup, sessions, project, name)
@@ -229,7 +229,7 @@ def _unless_wanted_elsewhere(admit: Admit, handle: ModelHandle) -> Admit:
     return admit_while_alone
 
 
-def _lookup(sessions: sessionmaker[Session], project: Project, name: str) -> CatalogModel:
+def _lookup(sessions: sessionmaker[Session], project: ProjectRef, name: str) -> CatalogModel:
     with sessions() as session:
         return model_for_inference(session, project, name)
 
