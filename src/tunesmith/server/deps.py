@@ -10,7 +10,8 @@ project's objects answer 404. ``SettingsDep``: the app's settings.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -22,26 +23,41 @@ from tunesmith.server.errors import AuthError
 from tunesmith.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_sessions(request: Request) -> sessionmaker[Session]:
+async def get_sessions(request: Request) -> sessionmaker[Session]:
     return request.app.state.sessions  # type: ignore[no-any-return]
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    with get_sessions(request)() as session:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    async with _closing(request.app.state.sessions()) as session:
         yield session
 
 
-def get_read_sessions(request: Request) -> sessionmaker[Session]:
+async def get_read_sessions(request: Request) -> sessionmaker[Session]:
     return request.app.state.read_sessions  # type: ignore[no-any-return]
 
 
-def get_read_session(request: Request) -> Iterator[Session]:
-    with get_read_sessions(request)() as session:
+async def get_read_session(request: Request) -> AsyncIterator[Session]:
+    async with _closing(request.app.state.read_sessions()) as session:
         yield session
+
+
+@asynccontextmanager
+async def _closing(session: Session) -> AsyncIterator[Session]:
+    """``session``, closed in a worker thread (closing can wait on the database).
+
+    The dependencies that hand out app state and sessions are ``async``: FastAPI runs a plain
+    ``def`` dependency in a worker thread, and those hops (two for a generator) cost more
+    CPU than the few attribute reads they guard. A session opens its connection lazily, in
+    the route's own thread, so nothing here blocks the event loop but the close.
+    """
+    try:
+        yield session
+    finally:
+        await run_in_threadpool(session.close)
 
 
 def _mask(key: str) -> str:
@@ -64,7 +80,7 @@ async def get_project(request: Request) -> ProjectRef:
     key_hash = hash_key(key)
     project = keys.get(key_hash)
     if project is None:
-        project = await run_in_threadpool(_authenticate, get_read_sessions(request), key)
+        project = await run_in_threadpool(_authenticate, request.app.state.read_sessions, key)
         if project is None:
             raise AuthError(f"Incorrect API key provided: {_mask(key)}.")
         keys.put(key_hash, project)
