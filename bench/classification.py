@@ -36,6 +36,7 @@ from bench.common import (
     peak_rss_mib,
     print_table,
     ratio,
+    read_jsonl,
     report_to_parent,
     rotten_tomatoes,
     run_child,
@@ -78,10 +79,6 @@ def prepare_data(setup: Setup) -> None:
     write_jsonl(setup.dir / "valid.jsonl", [{"text": t, "label": y} for t, y in valid])
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
 def model_path() -> Path:
     from tunesmith.models.registry import resolve_model
     from tunesmith.settings import load_settings
@@ -122,7 +119,7 @@ def evaluate(setup: Setup, model_dir: Path) -> dict[str, float]:
 
     from tunesmith.models.pooling import pool_as_declared
 
-    rows = read_rows(setup.dir / "valid.jsonl")
+    rows = read_jsonl(setup.dir / "valid.jsonl")
     tokenizer = AutoTokenizer.from_pretrained(model_path())
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     pool_as_declared(model, model_dir)  # each model read as it was trained
@@ -197,7 +194,7 @@ def train_trainer(setup: Setup, out: Path, bf16: bool = False) -> StepClock:
             tokenizer(r["text"], truncation=True, max_length=setup.max_length),
             labels=LABELS.index(r["label"]),
         )
-        for r in read_rows(setup.dir / "train.jsonl")
+        for r in read_jsonl(setup.dir / "train.jsonl")
     ]
     args = TrainingArguments(
         output_dir=str(out / "trainer"),

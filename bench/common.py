@@ -106,6 +106,14 @@ def rotten_tomatoes() -> list[tuple[str, str]]:
     return [(r["text"], names[r["category"]]) for r in reader if r["category"] in names]
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSONL file ``write_jsonl`` wrote. Lines end at "\n" only:
+    ``str.splitlines`` would also split at U+2028 and U+0085, which JSON strings written
+    with ``ensure_ascii=False`` keep as they are (a Rotten Tomatoes snippet has one)."""
+    with path.open(encoding="utf-8", newline="") as handle:
+        return [json.loads(line) for line in handle.read().split("\n") if line.strip()]
+
+
 def write_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:

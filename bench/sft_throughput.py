@@ -53,6 +53,7 @@ from bench.common import (
     peak_rss_mib,
     print_table,
     ratio,
+    read_jsonl,
     report_to_parent,
     run_child,
     set_threads,
@@ -122,10 +123,6 @@ def prepare_data(setup: Setup) -> None:
     train, valid = split(rows, setup.examples, setup.valid)
     write_jsonl(setup.dir / "train.jsonl", chat_records(train, setup.data))
     write_jsonl(setup.dir / "valid.jsonl", chat_records(valid, setup.data))
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def prompt_completion(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -328,7 +325,7 @@ def train_trl(setup: Setup, out: Path, **overrides: Any) -> StepClock:
     from trl import SFTConfig, SFTTrainer
 
     model, tokenizer = base_model_and_tokenizer(setup)
-    records = prompt_completion(read_records(setup.dir / "train.jsonl"))
+    records = prompt_completion(read_jsonl(setup.dir / "train.jsonl"))
     config = SFTConfig(**common_args(setup, out), max_length=setup.max_length, **overrides)
     trainer = SFTTrainer(
         model=model,
