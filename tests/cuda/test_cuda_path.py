@@ -17,7 +17,7 @@ import torch
 
 from tests.helpers import save_tiny_model, write_jsonl
 from tests.inference.batch_rows import CONVERSATIONS, alone, row_for
-from tests.training.conftest import chat_rows, classification_rows
+from tests.training.conftest import chat_rows, classification_rows, finetune_spec
 from tunesmith.errors import TrainingInterrupted
 from tunesmith.evaluation.evaluate import evaluate
 from tunesmith.inference.batch_generation import generate_rows
@@ -28,7 +28,6 @@ from tunesmith.models.loading import load_any
 from tunesmith.settings import Settings
 from tunesmith.training.callbacks import BaseCallback, StepMetrics
 from tunesmith.training.run import finetune, resume_run
-from tunesmith.training.spec import FinetuneSpec, Hyperparameters
 
 pytestmark = [
     pytest.mark.cuda,
@@ -70,25 +69,13 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data")
 
 
-def _spec(
-    model: Path, train: Path, out: Path, method: str, precision: str = "auto", **hp: object
-) -> FinetuneSpec:
-    params = {"n_epochs": 2, "batch_size": 4, "learning_rate": 3e-2, "checkpoint_every": 3} | hp
-    return FinetuneSpec(
-        model=str(model),
-        train_file=train,
-        output_dir=out,
-        method=method,
-        precision=precision,
-        hyperparameters=Hyperparameters(**params),  # type: ignore[arg-type]
-    )
-
-
 def test_lora_trains_in_bf16_on_the_gpu_and_serves_from_it(causal_dir, tmp_path, settings):
     train = write_jsonl(tmp_path / "train.jsonl", chat_rows(24, seed=1))
     losses = Losses()
     result = finetune(
-        _spec(causal_dir, train, tmp_path / "run", "lora"), settings=settings, callbacks=[losses]
+        finetune_spec(causal_dir, train, None, tmp_path / "run"),
+        settings=settings,
+        callbacks=[losses],
     )
 
     environment = json.loads((result.output_dir / "tunesmith.json").read_text())["environment"]
@@ -108,14 +95,14 @@ def test_resumed_gpu_run_continues_the_same_loss_curve(causal_dir, tmp_path, set
     options = {"lora_dropout": 0.1, "precision": "fp32"}
     straight = Losses()
     finetune(
-        _spec(causal_dir, train, tmp_path / "a", "lora", **options),
+        finetune_spec(causal_dir, train, None, tmp_path / "a", **options),
         settings=settings,
         callbacks=[straight],
     )
     paused = Losses(stop_at=5)
     with pytest.raises(TrainingInterrupted):
         finetune(
-            _spec(causal_dir, train, tmp_path / "b", "lora", **options),
+            finetune_spec(causal_dir, train, None, tmp_path / "b", **options),
             settings=settings,
             callbacks=[paused],
         )
@@ -128,7 +115,7 @@ def test_resumed_gpu_run_continues_the_same_loss_curve(causal_dir, tmp_path, set
 
 def test_batched_replies_on_the_gpu_match_each_reply_alone(causal_dir, tmp_path, settings):
     train = write_jsonl(tmp_path / "train.jsonl", chat_rows(24, seed=1))
-    run = finetune(_spec(causal_dir, train, tmp_path / "run", "lora"), settings=settings)
+    run = finetune(finetune_spec(causal_dir, train, None, tmp_path / "run"), settings=settings)
     # fp32 on the GPU: bf16 rounds differently in a batch of three than alone
     loaded = load_any(run.output_dir, settings, dtype=torch.float32)
     model, tokenizer = loaded.model, loaded.tokenizer
@@ -150,7 +137,9 @@ def test_classifier_trains_and_predicts_on_the_gpu(encoder_dir, tmp_path, settin
     train = write_jsonl(tmp_path / "train.jsonl", classification_rows(48, 1, labels))
     valid = write_jsonl(tmp_path / "valid.jsonl", classification_rows(24, 2, labels))
     result = finetune(
-        _spec(encoder_dir, train, tmp_path / "run", "full", n_epochs=4, learning_rate=5e-3),
+        finetune_spec(
+            encoder_dir, train, None, tmp_path / "run", "full", n_epochs=4, learning_rate=5e-3
+        ),
         settings=settings,
     )
     assert result.manifest["environment"]["precision"] == "bf16"

@@ -14,6 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tests.helpers import save_tiny_model, write_jsonl
 from tunesmith.settings import Settings
+from tunesmith.training.spec import FinetuneSpec, Hyperparameters
 
 
 @pytest.fixture(scope="session")
@@ -85,3 +86,27 @@ def tiny_llama(*, tie_word_embeddings: bool = False) -> LlamaForCausalLM:
         tie_word_embeddings=tie_word_embeddings,
     )
     return LlamaForCausalLM(config).eval()
+
+
+def finetune_spec(
+    model: Path,
+    train: Path,
+    valid: Path | None,
+    out: Path,
+    method: str = "lora",
+    *,
+    precision: str = "auto",
+    **hp: object,
+) -> FinetuneSpec:
+    """A short fine-tune of a tiny model: 2 epochs of batch 4 at a high learning rate,
+    checkpoints every 3 steps; ``hp`` overrides any hyperparameter."""
+    params = {"n_epochs": 2, "batch_size": 4, "learning_rate": 3e-2, "checkpoint_every": 3} | hp
+    return FinetuneSpec(
+        model=str(model),
+        train_file=train,
+        validation_file=valid,
+        output_dir=out,
+        method=method,
+        precision=precision,
+        hyperparameters=Hyperparameters(**params),  # type: ignore[arg-type]
+    )

@@ -12,12 +12,11 @@ import torch
 from safetensors.torch import load_file
 
 from tests.helpers import write_jsonl
-from tests.training.conftest import chat_rows, classification_rows
+from tests.training.conftest import chat_rows, classification_rows, finetune_spec
 from tunesmith.errors import CheckpointError, ConfigError, DataError, TrainingInterrupted
 from tunesmith.training.callbacks import BaseCallback, StepMetrics
 from tunesmith.training.checkpoint import COMPLETE_MARKER, OPTIMIZER_FILE, list_checkpoints
 from tunesmith.training.run import finetune, resume_run
-from tunesmith.training.spec import FinetuneSpec, Hyperparameters
 
 
 class Recorder(BaseCallback):
@@ -42,24 +41,10 @@ def _csv_steps(path: Path) -> list[int]:
     return [int(row["step"]) for row in csv.DictReader(path.read_text().splitlines())]
 
 
-def _spec(
-    model: Path, train: Path, valid: Path | None, out: Path, method: str = "lora", **hp: object
-) -> FinetuneSpec:
-    params = {"n_epochs": 2, "batch_size": 4, "learning_rate": 3e-2, "checkpoint_every": 3} | hp
-    return FinetuneSpec(
-        model=str(model),
-        train_file=train,
-        validation_file=valid,
-        output_dir=out,
-        method=method,
-        hyperparameters=Hyperparameters(**params),  # type: ignore[arg-type]
-    )
-
-
 def test_lora_chat_run_writes_a_reloadable_run_folder(causal_dir, chat_files, tmp_path, settings):
     train, valid = chat_files
     recorder = Recorder()
-    spec = _spec(causal_dir, train, valid, tmp_path / "run")
+    spec = finetune_spec(causal_dir, train, valid, tmp_path / "run")
     result = finetune(spec, settings=settings, callbacks=[recorder])
     run = result.output_dir
     for name in (
@@ -101,7 +86,7 @@ def test_resume_continues_exactly_where_it_stopped(causal_dir, chat_files, tmp_p
     train, valid = chat_files
     straight = Recorder()
     finetune(
-        _spec(causal_dir, train, valid, tmp_path / "a", lora_dropout=0.1),
+        finetune_spec(causal_dir, train, valid, tmp_path / "a", lora_dropout=0.1),
         settings=settings,
         callbacks=[straight],
     )
@@ -109,7 +94,7 @@ def test_resume_continues_exactly_where_it_stopped(causal_dir, chat_files, tmp_p
     paused = Recorder(stop_at=5)
     with pytest.raises(TrainingInterrupted) as stopped:
         finetune(
-            _spec(causal_dir, train, valid, tmp_path / "b", lora_dropout=0.1),
+            finetune_spec(causal_dir, train, valid, tmp_path / "b", lora_dropout=0.1),
             settings=settings,
             callbacks=[paused],
         )
@@ -138,7 +123,7 @@ def test_bad_data_fails_before_training_with_file_and_line(causal_dir, tmp_path,
     rows[4] = {"messages": [{"role": "bot", "content": "hi"}]}
     train = write_jsonl(tmp_path / "bad.jsonl", rows)
     with pytest.raises(DataError) as caught:
-        finetune(_spec(causal_dir, train, None, tmp_path / "run"), settings=settings)
+        finetune(finetune_spec(causal_dir, train, None, tmp_path / "run"), settings=settings)
     issues = caught.value.issues
     assert any(i.line == 5 and "role" in (i.field or "") for i in issues)
     assert not (tmp_path / "run" / "checkpoints").exists()
@@ -152,7 +137,7 @@ def test_classification_learns(encoder_dir, tmp_path, settings, labels, problem)
     train = write_jsonl(tmp_path / "train.jsonl", classification_rows(48, 1, labels))
     valid = write_jsonl(tmp_path / "valid.jsonl", classification_rows(12, 2, labels))
     recorder = Recorder()
-    spec = _spec(
+    spec = finetune_spec(
         encoder_dir, train, valid, tmp_path / "run", "full", n_epochs=4, learning_rate=5e-3
     )
     result = finetune(spec, settings=settings, callbacks=[recorder])
@@ -170,7 +155,7 @@ def test_multilabel_uses_binary_cross_entropy(encoder_dir, tmp_path, settings):
     ]
     train = write_jsonl(tmp_path / "train.jsonl", rows)
     result = finetune(
-        _spec(encoder_dir, train, None, tmp_path / "run", n_epochs=1), settings=settings
+        finetune_spec(encoder_dir, train, None, tmp_path / "run", n_epochs=1), settings=settings
     )
     assert result.manifest["label_space"]["multi_label"] is True
     assert result.steps == 8
@@ -178,7 +163,9 @@ def test_multilabel_uses_binary_cross_entropy(encoder_dir, tmp_path, settings):
 
 def test_head_method_trains_only_the_top(causal_dir, chat_files, tmp_path, settings):
     train, valid = chat_files
-    spec = _spec(causal_dir, train, valid, tmp_path / "run", "head", n_epochs=1, head_layers=1)
+    spec = finetune_spec(
+        causal_dir, train, valid, tmp_path / "run", "head", n_epochs=1, head_layers=1
+    )
     result = finetune(spec, settings=settings)
     params = result.manifest["parameters"]
     assert 0 < params["trainable"] < params["total"] / 2
@@ -196,7 +183,7 @@ def test_seq2seq_completion_trains(seq2seq_dir, tmp_path, settings):
     rows = [{"prompt": f"say {w}", "completion": w} for w in ["yes", "no", "hello", "fox"] * 4]
     train = write_jsonl(tmp_path / "train.jsonl", rows)
     result = finetune(
-        _spec(seq2seq_dir, train, None, tmp_path / "run", n_epochs=3), settings=settings
+        finetune_spec(seq2seq_dir, train, None, tmp_path / "run", n_epochs=3), settings=settings
     )
     assert result.manifest["model_kind"] == "seq2seq" and result.manifest["task"] == "completion"
     assert result.metrics["train_loss"] < 6
@@ -222,7 +209,7 @@ def test_early_stopping_keeps_the_best_weights(causal_dir, tmp_path, settings):
     train = write_jsonl(tmp_path / "train.jsonl", _memorise_rows(8, seed=1))
     valid = write_jsonl(tmp_path / "valid.jsonl", _memorise_rows(8, seed=2))
     recorder = Recorder()
-    spec = _spec(
+    spec = finetune_spec(
         causal_dir,
         train,
         valid,
