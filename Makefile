@@ -68,6 +68,8 @@ bench-deid: install
 .PHONY: bench bench-quick
 $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 	$(PIP) install -q -e '.[dev,bench]'
+	# wrk, Debian's HTTP load generator: the job benchmark's API latency (bench/jobs.py)
+	test -x /usr/bin/wrk || (apt-get update -qq && apt-get install -y -qq wrk)
 	touch $@
 
 bench: install $(VENV)/.bench-installed

@@ -5,6 +5,7 @@ re-implements it. Run ``tunesmith --help`` for the list.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -689,7 +690,12 @@ def serve(
         f"tunesmith: serving http://{host}:{port}/v1, dashboard at http://{host}:{port}/ "
         f"(data in {settings.data_dir})"
     )
-    uvicorn.run(create_app(settings, workers=workers), host=host, port=port, log_level=log_level)
+    server_app = create_app(settings, workers=workers)
+    # What is loaded by now (torch, transformers, the app: ~270k objects) lives as long as the
+    # process. Frozen, a full garbage collection no longer walks it: that walk took 50 ms every
+    # few hundred requests, and was the API's p99 under load (docs/benchmarks.md, benchmark 4).
+    gc.freeze()
+    uvicorn.run(server_app, host=host, port=port, log_level=log_level)
 
 
 @app.command()

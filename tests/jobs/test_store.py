@@ -87,6 +87,29 @@ def test_read_sessions_read_but_refuse_to_write(engine: Engine) -> None:
         assert session.scalar(select(func.count()).select_from(Project)) == 2
 
 
+def test_one_pooled_sqlite_connection_switches_between_reading_and_writing(
+    tmp_path: Path,
+) -> None:
+    """query_only is set on a connection only when it changes hands between the two kinds of
+    session: with one pooled connection, each kind must still get its own behaviour."""
+    engine = create_engine_for(Settings(data_dir=tmp_path), pool_size=1, max_overflow=0)
+    migrate(engine)
+    reads, writes = read_session_factory(engine), session_factory(engine)
+    for turn in range(3):
+        with reads() as session:  # twice in a row: the flag is already set the second time
+            session.scalars(select(Project)).all()
+        with reads() as session, pytest.raises(DBAPIError, match=r"(?i)read.only|readonly"):
+            session.add(Project(id=f"proj-refused-{turn}", name="refused", created_at=0))
+            session.flush()
+        with writes() as session:
+            session.add(Project(id=f"proj-{turn}", name=f"p{turn}", created_at=0))
+            session.commit()
+    with reads() as session:
+        assert session.scalar(select(func.count()).select_from(Project)) == 3
+    assert engine.pool.size() == 1
+    engine.dispose()
+
+
 def test_a_sqlite_read_does_not_wait_for_the_write_lock(tmp_path: Path) -> None:
     """A GET must not queue behind a writer (a worker's transaction, a POST): readers see the
     last committed state at once. Before read sessions, every request took the write lock."""

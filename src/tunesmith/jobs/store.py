@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tunesmith.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_POOL_SIZE = 40
 READ_ONLY_OPTION = "tunesmith_read_only"  # an execution option: this connection only reads
 # Any constant shared by every tunesmith process; serialises concurrent migrations on PostgreSQL.
 MIGRATION_LOCK_ID = 0x7475_6E65
@@ -63,6 +64,10 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
         from pathlib import Path
 
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        # A pooled connection for every request the server runs at once (anyio's 40 worker
+        # threads): with SQLAlchemy's default of 5 (+10 overflow) the 16th concurrent request
+        # waited for a connection, and each overflow one was opened and closed per request.
+        kwargs.setdefault("pool_size", SQLITE_POOL_SIZE)
     engine = create_engine(
         url,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
@@ -85,9 +90,13 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
         # Take the write lock at BEGIN: a deferred transaction that reads, then writes, fails
         # with SQLITE_BUSY when another process wrote in between; an immediate one waits.
         # A read-only one never writes, so it begins deferred and reads its WAL snapshot
-        # without waiting; query_only is per connection, so every BEGIN sets it either way.
+        # without waiting. query_only is per connection and stays set, so a BEGIN sets it
+        # only when the connection last served the other kind of transaction.
         read_only = bool(connection.get_execution_options().get(READ_ONLY_OPTION))
-        connection.exec_driver_sql(f"PRAGMA query_only={int(read_only)}")
+        info = connection.connection.info  # lives as long as the pooled DBAPI connection
+        if info.get(READ_ONLY_OPTION) is not read_only:  # a statement saved per request
+            connection.exec_driver_sql(f"PRAGMA query_only={int(read_only)}")
+            info[READ_ONLY_OPTION] = read_only
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
