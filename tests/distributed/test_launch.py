@@ -85,8 +85,12 @@ def test_two_processes_follow_the_one_process_loss_curve(causal_dir: Path, tmp_p
     assert losses(two, "valid_loss") == pytest.approx(valid_one, rel=1e-5)
     a = load_file(str(one.output_dir / "adapter_model.safetensors"))
     b = load_file(str(two / "adapter_model.safetensors"))
+    # Adam divides each update by the gradient's running scale, so where a gradient is near
+    # zero the fp32 rounding of differently shaped products (rows split over two ranks) moves
+    # the weight by a visible fraction of a step: 2.4e-5 on one of 256 weights on an Intel
+    # Xeon, against steps of up to 3e-2. The loss curves above are the tight check.
     for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-4)
 
 
 def test_a_stopped_two_process_run_resumes_in_one_process(

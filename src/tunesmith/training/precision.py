@@ -15,6 +15,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from tunesmith.training.lora_fusion import fuse_shared_input_lora
+
 Precision = Literal["fp32", "bf16", "fp16"]
 
 
@@ -110,11 +112,14 @@ def prepare_arithmetic(model: nn.Module, precision: Precision, lora: bool) -> Pr
     """Set ``model`` up for ``precision``; returns the autocast precision of the step.
 
     LoRA in bf16 on a CPU: the base layers multiply in bf16 and everything else is fp32
-    (``compute_lora_bases_in``), so no autocast. Everything else (full and head fine-tunes,
-    which update fp32 master weights, and LoRA on GPUs, whose attention kernels want bf16):
-    autocast in ``precision``.
+    (``compute_lora_bases_in``), so no autocast. LoRA on a CPU, bf16 or fp32: the adapted
+    layers that share an input are computed together (``lora_fusion``). Everything else
+    (full and head fine-tunes, which update fp32 master weights, and LoRA on GPUs, whose
+    attention kernels want bf16): autocast in ``precision``.
     """
-    if precision == "bf16" and lora and not torch.cuda.is_available():
-        compute_lora_bases_in(model, torch.bfloat16)
+    if lora and not torch.cuda.is_available() and precision in ("bf16", "fp32"):
+        if precision == "bf16":
+            compute_lora_bases_in(model, torch.bfloat16)
+        fuse_shared_input_lora(model)
         return "fp32"
     return precision

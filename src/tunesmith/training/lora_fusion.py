@@ -1,0 +1,222 @@
+"""LoRA layers that read the same input, computed together (CPU training, decision 015).
+
+A transformer block hands one tensor to several adapted projections: q, k and v read the
+normed hidden states, gate and up read the MLP's input. peft runs each layer alone, which on a
+CPU costs more than the arithmetic: per layer a cast of the input to the base weights' dtype,
+a thin product for A and one for B, a multiply of the full-width output by LoRA's scaling,
+and in the backward pass one more gradient to add into the shared input's. Here a group of
+layers that share an input makes
+
+* one product of the input with its bases' frozen weights, concatenated (each base layer's
+  weight becomes a view of that matrix, so nothing is stored twice), and one cast of the
+  input for it;
+* one product with their A matrices, concatenated for the step, scaled on the rank side
+  (16 columns, not the output's 576 or 1536), then each layer's own B.
+
+Single layers (o, down) keep the rank-side scaling and the one cast. The arithmetic is
+LoRA's, reassociated: ``(x A^T s) B^T`` for ``(x A^T B^T) s``; tests/training check outputs
+and gradients against peft's own forward, and docs/benchmarks.md the loss curves.
+
+Which layers share an input is observed, not guessed from names: one forward pass of the
+model's dummy inputs records the tensor each adapted layer is called with, and layers called
+one after another with the very same tensor form a group. At run time the group's first
+layer computes every member's output and its followers hand back theirs if they are called
+with that tensor, as they were in the probe; anything else (adapters disabled or merged,
+another active adapter, extra arguments, a different input) falls back to peft's forward.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _plain_linear_lora(layer: nn.Module) -> bool:
+    """A peft ``lora.Linear`` with one vanilla adapter over a frozen ``nn.Linear``."""
+    from peft.tuners.lora import Linear as LoraLinear
+
+    if type(layer) is not LoraLinear or layer.merged or layer.disable_adapters:
+        return False
+    active = layer.active_adapters
+    if len(active) != 1 or active[0] not in layer.lora_A or active[0] in layer.lora_variant:
+        return False
+    base = layer.get_base_layer()
+    return (
+        type(base) is nn.Linear
+        and not base.weight.requires_grad
+        and not layer.fan_in_fan_out
+        and layer.lora_B[active[0]].bias is None
+    )
+
+
+class SharedInputGroup:
+    """Adapted linear layers called one after another with the same input tensor."""
+
+    def __init__(self, layers: Sequence[nn.Module]) -> None:
+        self.layers = list(layers)
+        self.adapter = self.layers[0].active_adapters[0]
+        bases = [layer.get_base_layer() for layer in self.layers]
+        self.out_features = [base.out_features for base in bases]
+        self.ranks = [layer.lora_A[self.adapter].out_features for layer in self.layers]
+        self.weight = self._share(bases, "weight")
+        self.bias = self._share(bases, "bias") if bases[0].bias is not None else None
+        self._pending: tuple[torch.Tensor, list[torch.Tensor | None]] | None = None
+        for index, layer in enumerate(self.layers):
+            layer.forward = functools.partial(self.forward, index)
+
+    @staticmethod
+    def _share(bases: list[nn.Linear], name: str) -> torch.Tensor:
+        """One frozen tensor of the bases' ``name``; each base's becomes a view into it."""
+        if len(bases) == 1:
+            return getattr(bases[0], name).detach()
+        joined = torch.cat([getattr(base, name).detach() for base in bases])
+        offset = 0
+        for base in bases:
+            param = getattr(base, name)
+            param.data = joined[offset : offset + param.shape[0]]
+            offset += param.shape[0]
+        return joined
+
+    def forward(self, index: int, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        layer = self.layers[index]
+        if args or kwargs or not self._still_plain(layer):
+            self._pending = None
+            return type(layer).forward(layer, x, *args, **kwargs)
+        if index == 0:
+            outputs: list[torch.Tensor | None] = list(self._products(x))
+            self._pending = (x, outputs) if len(outputs) > 1 else None
+            return outputs[0]  # type: ignore[return-value]
+        pending = self._pending
+        if pending is not None and pending[0] is x and pending[1][index] is not None:
+            output = pending[1][index]
+            pending[1][index] = None
+            if index == len(self.layers) - 1:
+                self._pending = None
+            return output  # type: ignore[return-value]
+        return type(layer).forward(layer, x)  # not called as in the probe: compute it alone
+
+    def _still_plain(self, layer: nn.Module) -> bool:
+        return not (layer.merged or layer.disable_adapters) and layer.active_adapters == [
+            self.adapter
+        ]
+
+    def _products(self, x: torch.Tensor) -> list[torch.Tensor]:
+        lora = self.layers
+        a_weight = (
+            lora[0].lora_A[self.adapter].weight
+            if len(lora) == 1
+            else torch.cat([layer.lora_A[self.adapter].weight for layer in lora])
+        )
+        # as peft with bf16 bases (precision.compute_lora_bases_in): the base product in its
+        # weights' dtype, the adapter and the sum in the adapter's (fp32), whatever x came in
+        base = F.linear(x.to(self.weight.dtype), self.weight, self.bias).to(a_weight.dtype)
+        x = x.to(a_weight.dtype)
+        inner = F.linear(lora[0].lora_dropout[self.adapter](x), a_weight)
+        scales = [layer.scaling[self.adapter] for layer in lora]
+        if len(set(scales)) == 1:
+            inner = inner * scales[0]
+        else:
+            inner = inner * torch.tensor(scales, dtype=inner.dtype).repeat_interleave(
+                torch.tensor(self.ranks)
+            )
+        bases = base.split(self.out_features, dim=-1) if len(lora) > 1 else (base,)
+        inners = inner.split(self.ranks, dim=-1) if len(lora) > 1 else (inner,)
+        return [
+            part + F.linear(rank_part, layer.lora_B[self.adapter].weight)
+            for part, rank_part, layer in zip(bases, inners, lora, strict=True)
+        ]
+
+
+def _calls_in_order(model: nn.Module, layers: list[nn.Module]) -> list[tuple[nn.Module, Any]]:
+    """(layer, input) for each call of ``layers`` in one forward pass of dummy inputs."""
+    calls: list[tuple[nn.Module, Any]] = []
+
+    def record(module: nn.Module, args: tuple[Any, ...]) -> None:
+        calls.append((module, args[0] if args else None))  # keeps each input alive: ids stay
+
+    handles = [layer.register_forward_pre_hook(record) for layer in layers]
+    try:
+        inputs = _dummy_inputs(model)
+        if inputs is None:
+            return []
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                model(**inputs)
+        finally:
+            model.train(was_training)
+    except Exception:  # a model the probe cannot run simply stays unfused
+        return []
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls
+
+
+def _dummy_inputs(model: nn.Module) -> dict[str, torch.Tensor] | None:
+    """transformers' own small example batch for the model (``PreTrainedModel.dummy_inputs``)."""
+    try:
+        inputs = dict(model.dummy_inputs)
+    except (AttributeError, NotImplementedError):
+        return None
+    device = next(model.parameters()).device
+    return {name: value.to(device) for name, value in inputs.items()}
+
+
+def _groups(calls: list[tuple[nn.Module, Any]], eligible: set[nn.Module]) -> list[list[nn.Module]]:
+    """Runs of consecutive calls with the same tensor; a layer called twice stays alone."""
+    seen: dict[nn.Module, int] = {}
+    for layer, _ in calls:
+        seen[layer] = seen.get(layer, 0) + 1
+    groups: list[list[nn.Module]] = []
+    previous_input: Any = None
+    for layer, given in calls:
+        if layer not in eligible or seen[layer] > 1:
+            previous_input = None
+            continue
+        current = groups[-1] if groups else None
+        if (
+            current is not None
+            and given is previous_input
+            and given is not None
+            and _compatible(current[0], layer)
+        ):
+            current.append(layer)
+        else:
+            groups.append([layer])
+        previous_input = given
+    return groups
+
+
+def _compatible(first: nn.Module, other: nn.Module) -> bool:
+    """Can ``other`` share ``first``'s products (same base dtype and bias, no dropout)?"""
+    a, b = first.get_base_layer(), other.get_base_layer()
+    no_dropout = all(
+        isinstance(layer.lora_dropout[layer.active_adapters[0]], nn.Identity)
+        for layer in (first, other)
+    )
+    return (
+        no_dropout
+        and a.weight.dtype == b.weight.dtype
+        and a.in_features == b.in_features
+        and (a.bias is None) == (b.bias is None)
+    )
+
+
+def fuse_shared_input_lora(model: nn.Module) -> list[SharedInputGroup]:
+    """Compute the model's plain LoRA layers in groups that share an input; returns them.
+
+    Layers the probe did not see called (or that are not plain peft ``lora.Linear`` over a
+    frozen ``nn.Linear``) keep peft's forward.
+    """
+    layers = [module for module in model.modules() if _plain_linear_lora(module)]
+    if not layers:
+        return []
+    calls = _calls_in_order(model, layers)
+    return [SharedInputGroup(group) for group in _groups(calls, set(layers))]
