@@ -175,3 +175,36 @@ def test_an_input_already_in_bf16_is_answered_as_peft_answers_it():
         got = model.get_base_model().model.layers[0].mlp.down_proj(x)
     assert got.dtype == want.dtype == torch.float32
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_second_adapter_and_a_bf16_model_are_answered_as_peft_answers_them():
+    """A model served in bf16 with two adapters: the fused layers follow the active adapter
+    and hand back peft's dtype (bf16 here, not the adapters' fp32)."""
+
+    def served() -> torch.nn.Module:
+        model = get_peft_model(
+            tiny_llama().to(torch.bfloat16),
+            LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False),
+            autocast_adapter_dtype=True,
+        )
+        torch.manual_seed(1)
+        model.add_adapter(
+            "second", LoraConfig(r=8, target_modules="all-linear", init_lora_weights=False)
+        )
+        return model.eval()
+
+    reference, model = served(), served()
+    groups = fuse_shared_input_lora(model)
+    assert groups and all(group.out_dtype == torch.bfloat16 for group in groups)
+    ids = torch.randint(3, 64, (2, 7), generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        for adapter in ("default", "second", "default"):
+            reference.set_adapter(adapter)
+            model.set_adapter(adapter)
+            want, got = reference(input_ids=ids).logits, model(input_ids=ids).logits
+            assert got.dtype == torch.bfloat16
+            torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2)
+        model.set_adapter("default")
+        first = model(input_ids=ids).logits
+        model.set_adapter("second")
+        assert (model(input_ids=ids).logits - first).abs().max() > 1e-2  # it did switch

@@ -55,14 +55,17 @@ def _plain_linear_lora(layer: nn.Module) -> bool:
 
 
 class SharedInputGroup:
-    """Adapted linear layers called one after another with the same input tensor."""
+    """Adapted linear layers called one after another with the same input tensor.
 
-    def __init__(self, layers: Sequence[nn.Module]) -> None:
+    ``out_dtype`` is the dtype peft's forward hands back for them (observed in the probe):
+    fp32 in training, where bf16 bases cast their outputs up, the weights' dtype in serving.
+    """
+
+    def __init__(self, layers: Sequence[nn.Module], out_dtype: torch.dtype) -> None:
         self.layers = list(layers)
-        self.adapter = self.layers[0].active_adapters[0]
+        self.out_dtype = out_dtype
         bases = [layer.get_base_layer() for layer in self.layers]
         self.out_features = [base.out_features for base in bases]
-        self.ranks = [layer.lora_A[self.adapter].out_features for layer in self.layers]
         self.weight = self._share(bases, "weight")
         self.bias = self._share(bases, "bias") if bases[0].bias is not None else None
         self._pending: tuple[torch.Tensor, list[torch.Tensor | None]] | None = None
@@ -84,62 +87,81 @@ class SharedInputGroup:
 
     def forward(self, index: int, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         layer = self.layers[index]
-        if args or kwargs or not self._still_plain(layer):
-            self._pending = None
-            return type(layer).forward(layer, x, *args, **kwargs)
         if index == 0:
-            outputs: list[torch.Tensor | None] = list(self._products(x))
+            adapter = None if args or kwargs else self._plain_adapter()
+            if adapter is None:
+                self._pending = None
+                return type(layer).forward(layer, x, *args, **kwargs)
+            outputs: list[torch.Tensor | None] = list(self._products(x, adapter))
             self._pending = (x, outputs) if len(outputs) > 1 else None
             return outputs[0]  # type: ignore[return-value]
         pending = self._pending
-        if pending is not None and pending[0] is x and pending[1][index] is not None:
+        if not (args or kwargs) and pending is not None and pending[0] is x:
             output = pending[1][index]
-            pending[1][index] = None
-            if index == len(self.layers) - 1:
-                self._pending = None
-            return output  # type: ignore[return-value]
-        return type(layer).forward(layer, x)  # not called as in the probe: compute it alone
+            if output is not None:
+                pending[1][index] = None
+                if index == len(self.layers) - 1:
+                    self._pending = None
+                return output
+        # the leader fell back, or this layer is not called as in the probe: peft's forward
+        return type(layer).forward(layer, x, *args, **kwargs)
 
-    def _still_plain(self, layer: nn.Module) -> bool:
-        return not (layer.merged or layer.disable_adapters) and layer.active_adapters == [
-            self.adapter
-        ]
+    def _plain_adapter(self) -> str | None:
+        """The one active adapter, if it is a vanilla one in every member; else None."""
+        first = self.layers[0]
+        if first.merged or first.disable_adapters or len(first.active_adapters) != 1:
+            return None
+        adapter: str = first.active_adapters[0]
+        for layer in self.layers:
+            if adapter not in layer.lora_A or adapter in layer.lora_variant:
+                return None
+            if layer.lora_B[adapter].bias is not None:
+                return None
+            dropout = layer.lora_dropout[adapter]
+            if len(self.layers) > 1 and layer.training and not isinstance(dropout, nn.Identity):
+                return None  # each member would need its own mask
+        return adapter
 
-    def _products(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def _products(self, x: torch.Tensor, adapter: str) -> list[torch.Tensor]:
         lora = self.layers
-        a_weight = (
-            lora[0].lora_A[self.adapter].weight
-            if len(lora) == 1
-            else torch.cat([layer.lora_A[self.adapter].weight for layer in lora])
-        )
-        # as peft with bf16 bases (precision.compute_lora_bases_in): the base product in its
-        # weights' dtype, the adapter and the sum in the adapter's (fp32), whatever x came in
+        a_weights = [layer.lora_A[adapter].weight for layer in lora]
+        a_weight = a_weights[0] if len(lora) == 1 else torch.cat(a_weights)
+        # peft's arithmetic: the base product in its weights' dtype, the adapter's product
+        # and the sum in the adapter's (fp32), the result in what peft hands back
         base = F.linear(x.to(self.weight.dtype), self.weight, self.bias).to(a_weight.dtype)
         x = x.to(a_weight.dtype)
-        inner = F.linear(lora[0].lora_dropout[self.adapter](x), a_weight)
-        scales = [layer.scaling[self.adapter] for layer in lora]
+        inner = F.linear(lora[0].lora_dropout[adapter](x), a_weight)
+        ranks = [weight.shape[0] for weight in a_weights]
+        scales = [layer.scaling[adapter] for layer in lora]
         if len(set(scales)) == 1:
             inner = inner * scales[0]
         else:
             inner = inner * torch.tensor(scales, dtype=inner.dtype).repeat_interleave(
-                torch.tensor(self.ranks)
+                torch.tensor(ranks)
             )
         bases = base.split(self.out_features, dim=-1) if len(lora) > 1 else (base,)
-        inners = inner.split(self.ranks, dim=-1) if len(lora) > 1 else (inner,)
+        inners = inner.split(ranks, dim=-1) if len(lora) > 1 else (inner,)
         return [
-            part + F.linear(rank_part, layer.lora_B[self.adapter].weight)
+            (part + F.linear(rank_part, layer.lora_B[adapter].weight)).to(self.out_dtype)
             for part, rank_part, layer in zip(bases, inners, lora, strict=True)
         ]
 
 
-def _calls_in_order(model: nn.Module, layers: list[nn.Module]) -> list[tuple[nn.Module, Any]]:
-    """(layer, input) for each call of ``layers`` in one forward pass of dummy inputs."""
+def _calls_in_order(
+    model: nn.Module, layers: list[nn.Module], out_dtypes: dict[nn.Module, torch.dtype]
+) -> list[tuple[nn.Module, Any]]:
+    """(layer, input) for each call of ``layers`` in one forward pass of dummy inputs; the
+    dtype of each layer's output goes into ``out_dtypes``."""
     calls: list[tuple[nn.Module, Any]] = []
 
     def record(module: nn.Module, args: tuple[Any, ...]) -> None:
         calls.append((module, args[0] if args else None))  # keeps each input alive: ids stay
 
+    def record_dtype(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        out_dtypes[module] = output.dtype
+
     handles = [layer.register_forward_pre_hook(record) for layer in layers]
+    handles += [layer.register_forward_hook(record_dtype) for layer in layers]
     try:
         inputs = _dummy_inputs(model)
         if inputs is None:
@@ -169,7 +191,11 @@ def _dummy_inputs(model: nn.Module) -> dict[str, torch.Tensor] | None:
     return {name: value.to(device) for name, value in inputs.items()}
 
 
-def _groups(calls: list[tuple[nn.Module, Any]], eligible: set[nn.Module]) -> list[list[nn.Module]]:
+def _groups(
+    calls: list[tuple[nn.Module, Any]],
+    eligible: set[nn.Module],
+    out_dtypes: dict[nn.Module, torch.dtype],
+) -> list[list[nn.Module]]:
     """Runs of consecutive calls with the same tensor; a layer called twice stays alone."""
     seen: dict[nn.Module, int] = {}
     for layer, _ in calls:
@@ -186,6 +212,7 @@ def _groups(calls: list[tuple[nn.Module, Any]], eligible: set[nn.Module]) -> lis
             and given is previous_input
             and given is not None
             and _compatible(current[0], layer)
+            and out_dtypes[current[0]] == out_dtypes[layer]
         ):
             current.append(layer)
         else:
@@ -218,5 +245,7 @@ def fuse_shared_input_lora(model: nn.Module) -> list[SharedInputGroup]:
     layers = [module for module in model.modules() if _plain_linear_lora(module)]
     if not layers:
         return []
-    calls = _calls_in_order(model, layers)
-    return [SharedInputGroup(group) for group in _groups(calls, set(layers))]
+    out_dtypes: dict[nn.Module, torch.dtype] = {}
+    calls = _calls_in_order(model, layers, out_dtypes)
+    groups = _groups(calls, set(layers), out_dtypes)
+    return [SharedInputGroup(group, out_dtypes[group[0]]) for group in groups]
