@@ -14,6 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tests.helpers import save_tiny_model, write_jsonl
 from tunesmith.settings import Settings
+from tunesmith.training.batching import TrainItem, pack_causal
 from tunesmith.training.spec import FinetuneSpec, Hyperparameters
 
 
@@ -110,3 +111,14 @@ def finetune_spec(
         precision=precision,
         hyperparameters=Hyperparameters(**params),  # type: ignore[arg-type]
     )
+
+
+def packed_causal_batch() -> dict[str, torch.Tensor]:
+    """Four examples of 5-20 tokens, the second half of each a target, packed into rows of 32
+    for the tiny Llama's 64-token vocabulary."""
+    gen = torch.Generator().manual_seed(1)
+    items = []
+    for n in (9, 14, 5, 20):
+        ids = torch.randint(3, 64, (n,), generator=gen).tolist()
+        items.append(TrainItem(input_ids=ids, labels=[-100] * (n // 2) + ids[n // 2 :]))
+    return pack_causal(items, 32, pad_id=0)

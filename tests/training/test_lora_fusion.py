@@ -9,8 +9,7 @@ import torch
 from peft import LoraConfig, TaskType, get_peft_model
 from transformers import BertConfig, BertForSequenceClassification
 
-from tests.training.conftest import tiny_llama
-from tunesmith.training.batching import TrainItem, pack_causal
+from tests.training.conftest import packed_causal_batch, tiny_llama
 from tunesmith.training.lora_fusion import SharedInputGroup, fuse_shared_input_lora
 from tunesmith.training.losses import CausalLMLoss
 from tunesmith.training.precision import compute_lora_bases_in
@@ -21,18 +20,9 @@ def _lora_llama(**config: object) -> torch.nn.Module:
     return get_peft_model(tiny_llama(), lora)
 
 
-def _batch() -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(1)
-    items = []
-    for n in (9, 14, 5, 20):
-        ids = torch.randint(3, 64, (n,), generator=gen).tolist()
-        items.append(TrainItem(input_ids=ids, labels=[-100] * (n // 2) + ids[n // 2 :]))
-    return pack_causal(items, 32, pad_id=0)
-
-
 def _loss_and_grads(model: torch.nn.Module) -> tuple[torch.Tensor, list[torch.Tensor]]:
     model.zero_grad()
-    loss, _, count = CausalLMLoss(model)(**_batch())
+    loss, _, count = CausalLMLoss(model)(**packed_causal_batch())
     (loss / count).backward()
     return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
 

@@ -9,9 +9,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from tests.helpers import write_jsonl
-from tests.training.conftest import chat_rows, tiny_llama
+from tests.training.conftest import chat_rows, packed_causal_batch, tiny_llama
 from tunesmith.training import precision as precision_module
-from tunesmith.training.batching import TrainItem, pack_causal
 from tunesmith.training.losses import CausalLMLoss
 from tunesmith.training.precision import compute_lora_bases_in, resolve_precision
 from tunesmith.training.run import finetune
@@ -38,21 +37,12 @@ def _lora_model() -> torch.nn.Module:
     )
 
 
-def _batch() -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(1)
-    items = []
-    for n in (9, 14, 5, 20):
-        ids = torch.randint(3, 64, (n,), generator=gen).tolist()
-        items.append(TrainItem(input_ids=ids, labels=[-100] * (n // 2) + ids[n // 2 :]))
-    return pack_causal(items, 32, pad_id=0)
-
-
 def _loss_and_grads(
     model: torch.nn.Module, autocast: bool = False
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     model.zero_grad()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        loss, _, count = CausalLMLoss(model)(**_batch())
+        loss, _, count = CausalLMLoss(model)(**packed_causal_batch())
     (loss / count).backward()
     grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
     return loss.detach(), grads
