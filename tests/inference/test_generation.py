@@ -15,6 +15,7 @@ from tunesmith.errors import ConfigError
 from tunesmith.inference.generation import (
     GenerationParams,
     chat_prompt_ids,
+    decoding,
     generate_batch,
     generate_chat,
     generate_completion,
@@ -174,3 +175,29 @@ def test_pad_equal_to_eos_and_byte_level_tokens():
         streamed = list(stream_chat(model, tokenizer, conversation, GREEDY))
         assert "".join(c.text for c in streamed) == single.text
         assert streamed[-1].completion_tokens == single.completion_tokens
+
+
+def test_a_prefill_keeping_one_position_feeds_the_head_a_dense_row(tokenizer):
+    """``logits_to_keep=1`` hands the head a view strided like the whole prompt, which sends
+    torch's matmul down a path that copies the output embedding (see ``decoding``)."""
+    from tests.inference.tiny_models import tiny_causal
+
+    model = tiny_causal(tokenizer)
+    head = model.get_output_embeddings()
+    ids = torch.arange(5, 17)[None]
+    strides_seen: list[tuple[int, ...]] = []
+    with decoding(model, None):
+        every_position = model(input_ids=ids).logits[:, -1:]
+        watch = head.register_forward_pre_hook(
+            lambda _, args: strides_seen.append(args[0].stride())
+        )
+        try:
+            last_position = model(input_ids=ids, logits_to_keep=1).logits
+        finally:
+            watch.remove()
+    with decoding(model, None):  # the head is prepared once per model
+        pass
+    hidden = model.config.hidden_size
+    assert strides_seen == [(hidden, hidden, 1)]
+    torch.testing.assert_close(last_position, every_position)
+    assert len(head._forward_pre_hooks) == 1

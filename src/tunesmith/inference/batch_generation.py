@@ -31,12 +31,12 @@ from tunesmith.inference.batching import Admit, BatchRow
 from tunesmith.inference.generation import (
     FinishReason,
     GenerationParams,
+    decoding,
     device_of,
     end_token_ids,
     is_encoder_decoder,
     pad_id_of,
     pad_prompts,
-    seeded,
 )
 from tunesmith.inference.streaming import DeltaDecoder
 
@@ -230,7 +230,7 @@ def _generate_static(
         limit = max(row.decoder.max_new_tokens or 1 for row in live)
         config = _batch_config(model, tokenizer, params, limit)
         processors = PerRowSampling.for_rows(params, device_of(model))
-        with seeded(model, live[0].params.seed), torch.inference_mode():
+        with decoding(model, live[0].params.seed):
             model.generate(
                 **inputs,
                 generation_config=config,

@@ -48,11 +48,11 @@ from transformers.cache_utils import DynamicLayer, get_layer_types_and_kwargs
 from tunesmith.inference.batch_generation import OpenRow, PerRowSampling, open_rows
 from tunesmith.inference.batching import Admit, BatchRow, admit_nothing
 from tunesmith.inference.generation import (
+    decoding,
     device_of,
     is_encoder_decoder,
     pad_id_of,
     pad_prompts,
-    seeded,
 )
 
 _PLAIN_ATTENTION = {"full_attention", "sliding_attention"}
@@ -92,7 +92,7 @@ def decode_continuously(
     batch = _RunningBatch(model, tokenizer, context_length)
     newcomers = list(rows)
     try:
-        with seeded(model, seed), torch.inference_mode():
+        with decoding(model, seed):
             while True:
                 # rows queued while the model loaded, or during the last step, join now
                 newcomers += admit(len(batch.rows) + len(newcomers))

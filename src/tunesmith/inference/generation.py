@@ -156,7 +156,7 @@ def generate_from_ids(
     if not prompts:
         return []
     results: list[list[GenerationOutput]] = []
-    with seeded(model, params.seed), torch.inference_mode():
+    with decoding(model, params.seed):
         for start in range(0, len(prompts), batch_size):
             results.extend(
                 _generate_chunk(model, tokenizer, prompts[start : start + batch_size], params)
@@ -310,6 +310,52 @@ def is_encoder_decoder(model: Any) -> bool:
 
 def device_of(model: Any) -> torch.device:
     return next(model.parameters()).device
+
+
+@contextmanager
+def decoding(model: Any, seed: int | None) -> Iterator[None]:
+    """What every decoding path runs in: no autograd, the seed's random stream (if any), and
+    the output head fed contiguous hidden states (``_feed_head_contiguously``)."""
+    _feed_head_contiguously(model)
+    with seeded(model, seed), torch.inference_mode():
+        yield
+
+
+_CONTIGUOUS_HOOK = "_tunesmith_contiguous_input"
+
+
+def _feed_head_contiguously(model: Any) -> None:
+    """Make the output head copy its input to contiguous memory first (once per model).
+
+    A prefill asks for the last position's logits only (``logits_to_keep=1``), so the head
+    gets ``hidden[:, -1:, :]``: for one prompt a ``[1, 1, hidden]`` view whose batch stride is
+    the whole prompt's. torch's matmul cannot fold that view into one matrix, so it takes the
+    batched path, which copies the transposed output embedding on every call: 49152 x 576
+    bf16 values for SmolLM2, 84 ms of a 250 ms prefill on two CPU cores. Copying the one row
+    instead costs microseconds, gives the same values and lets matmul use a plain product.
+    """
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None or getattr(head, _CONTIGUOUS_HOOK, False):
+        return
+    head.register_forward_pre_hook(_contiguous_first_argument)
+    setattr(head, _CONTIGUOUS_HOOK, True)
+
+
+def _contiguous_first_argument(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    # ``is_contiguous()`` ignores the strides of size-1 axes, and matmul's folding does not:
+    # compare with the row-major strides of the shape
+    hidden = args[0] if args else None
+    if isinstance(hidden, torch.Tensor) and hidden.stride() != _row_major_strides(hidden.shape):
+        return (hidden.clone(memory_format=torch.contiguous_format), *args[1:])
+    return None
+
+
+def _row_major_strides(shape: torch.Size) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
 
 
 @contextmanager

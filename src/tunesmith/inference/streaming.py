@@ -25,6 +25,7 @@ from tunesmith.inference.generation import (
     FinishReason,
     GenerationParams,
     StopOnText,
+    decoding,
     device_of,
     end_token_ids,
     find_stop,
@@ -32,7 +33,6 @@ from tunesmith.inference.generation import (
     is_encoder_decoder,
     pad_id_of,
     pad_prompts,
-    seeded,
 )
 
 
@@ -72,7 +72,7 @@ def _stream(
 
     def run() -> None:
         try:
-            with seeded(model, params.seed), torch.inference_mode():
+            with decoding(model, params.seed):
                 model.generate(
                     **inputs,
                     generation_config=config,
