@@ -19,6 +19,7 @@ from tunesmith import __version__
 from tunesmith.jobs.projects import KeyCache
 from tunesmith.jobs.store import (
     create_engine_for,
+    is_sqlite,
     migrate,
     read_session_factory,
     session_factory,
@@ -26,6 +27,7 @@ from tunesmith.jobs.store import (
 from tunesmith.jobs.worker import WorkerPool
 from tunesmith.server.dashboard import mount_dashboard
 from tunesmith.server.dataset_report import DatasetReports
+from tunesmith.server.deps import Reader
 from tunesmith.server.errors import install_error_handlers
 from tunesmith.server.evaluations import Evaluations
 from tunesmith.server.inference import Inference
@@ -97,6 +99,7 @@ def create_app(settings: Settings, *, workers: int = 0) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.read_sessions = read_session_factory(engine)  # for requests that only read
+    app.state.reader = Reader(app.state.read_sessions, inline=is_sqlite(engine))
     app.state.keys = KeyCache()  # recently authenticated API keys (server/deps.get_project)
     install_error_handlers(app)
     app.include_router(files.router, prefix="/v1")

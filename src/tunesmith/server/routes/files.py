@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
+from sqlalchemy.orm import Session
 
 from tunesmith.jobs import files as store
 from tunesmith.jobs.errors import InvalidRequestError, NotFoundError
@@ -14,7 +15,7 @@ from tunesmith.jobs.models import FileRecord
 from tunesmith.server import deid_upload
 from tunesmith.server.deps import (
     CurrentProject,
-    ReadSessionDep,
+    ReaderDep,
     ReadSessionsDep,
     SessionDep,
     SessionsDep,
@@ -62,7 +63,7 @@ UPLOAD_SCHEMA = {
 }
 
 
-def _get(session: Any, project_id: str, file_id: str) -> FileRecord:
+def _get(session: Session, project_id: str, file_id: str) -> FileRecord:
     record = store.get_file(session, project_id, file_id)
     if record is None:
         raise NotFoundError("file", file_id, param="file_id")
@@ -120,24 +121,28 @@ def _save_upload(upload: Upload, project_id: str, settings: Any, sessions: Any) 
 
 
 @router.get("", response_model=ListResponse[FileObject])
-def list_files(
+async def list_files(
     project: CurrentProject,
-    session: ReadSessionDep,
+    read: ReaderDep,
     purpose: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
     order: Literal["asc", "desc"] = "desc",
     after: str | None = None,
 ) -> dict[str, Any]:
     """This project's files, newest first unless ``order=asc``; page with ``after``."""
-    page = store.list_files(
-        session, project.id, purpose=purpose, limit=limit, order=order, after=after
-    )
-    return list_response(page, from_file)
+
+    def work(session: Session) -> dict[str, Any]:
+        page = store.list_files(
+            session, project.id, purpose=purpose, limit=limit, order=order, after=after
+        )
+        return list_response(page, from_file)
+
+    return await read(work)
 
 
 @router.get("/{file_id}", response_model=FileObject)
-def retrieve_file(file_id: str, project: CurrentProject, session: ReadSessionDep) -> FileObject:
-    return from_file(_get(session, project.id, file_id))
+async def retrieve_file(file_id: str, project: CurrentProject, read: ReaderDep) -> FileObject:
+    return await read(lambda session: from_file(_get(session, project.id, file_id)))
 
 
 @router.get("/{file_id}/content", response_class=FileResponse)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from tunesmith.jobs import service
 from tunesmith.jobs.models import Job
-from tunesmith.server.deps import CurrentProject, ReadSessionDep, SessionDep, SettingsDep
+from tunesmith.server.deps import CurrentProject, ReaderDep, SessionDep, SettingsDep
 from tunesmith.server.mapping import new_job_from_request
 from tunesmith.server.schemas import (
     FineTuningJob,
@@ -52,25 +52,30 @@ def _metadata_filter(request: Request) -> dict[str, str]:
 
 
 @router.get("", response_model=ListResponse[FineTuningJob])
-def list_jobs(
+async def list_jobs(
     request: Request,
     project: CurrentProject,
-    session: ReadSessionDep,
+    read: ReaderDep,
     after: str | None = None,
     limit: Limit = 20,
 ) -> dict[str, Any]:
     """This project's jobs, newest first; filter with ``metadata[key]=value``."""
-    page = service.list_jobs(
-        session, project.id, limit=limit, after=after, metadata=_metadata_filter(request)
-    )
-    return list_response(page, from_job)
+    metadata = _metadata_filter(request)
+
+    def work(session: Session) -> dict[str, Any]:
+        page = service.list_jobs(session, project.id, limit=limit, after=after, metadata=metadata)
+        return list_response(page, from_job)
+
+    return await read(work)
 
 
 @router.get("/{fine_tuning_job_id}", response_model=FineTuningJob)
-def retrieve_job(
-    fine_tuning_job_id: str, project: CurrentProject, session: ReadSessionDep
+async def retrieve_job(
+    fine_tuning_job_id: str, project: CurrentProject, read: ReaderDep
 ) -> FineTuningJob:
-    return from_job(service.get_job(session, project.id, fine_tuning_job_id))
+    return await read(
+        lambda session: from_job(service.get_job(session, project.id, fine_tuning_job_id))
+    )
 
 
 def _act(
@@ -107,30 +112,39 @@ def resume_job(
 
 
 @router.get("/{fine_tuning_job_id}/events", response_model=ListResponse[FineTuningJobEvent])
-def list_events(
+async def list_events(
     fine_tuning_job_id: str,
     project: CurrentProject,
-    session: ReadSessionDep,
+    read: ReaderDep,
     after: str | None = None,
     limit: Limit = 20,
 ) -> dict[str, Any]:
     """Messages and ``metrics`` events (``data``: step, train_loss, valid_loss, ...), newest
     first."""
-    job = service.get_job(session, project.id, fine_tuning_job_id)
-    return list_response(service.list_events(session, job, limit=limit, after=after), from_event)
+
+    def work(session: Session) -> dict[str, Any]:
+        job = service.get_job(session, project.id, fine_tuning_job_id)
+        page = service.list_events(session, job, limit=limit, after=after)
+        return list_response(page, from_event)
+
+    return await read(work)
 
 
 @router.get(
     "/{fine_tuning_job_id}/checkpoints", response_model=ListResponse[FineTuningJobCheckpoint]
 )
-def list_checkpoints(
+async def list_checkpoints(
     fine_tuning_job_id: str,
     project: CurrentProject,
-    session: ReadSessionDep,
+    read: ReaderDep,
     after: str | None = None,
     limit: Limit = 10,
 ) -> dict[str, Any]:
     """Saved checkpoints, newest first; each ``fine_tuned_model_checkpoint`` names a model."""
-    job = service.get_job(session, project.id, fine_tuning_job_id)
-    page = service.list_checkpoints(session, job, limit=limit, after=after)
-    return list_response(page, from_checkpoint)
+
+    def work(session: Session) -> dict[str, Any]:
+        job = service.get_job(session, project.id, fine_tuning_job_id)
+        page = service.list_checkpoints(session, job, limit=limit, after=after)
+        return list_response(page, from_checkpoint)
+
+    return await read(work)
