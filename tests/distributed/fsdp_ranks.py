@@ -140,7 +140,10 @@ def main(out: Path) -> None:
     for key, value in reference.model.state_dict().items():
         close(plain.model.state_dict()[key], value)
 
-    # an index-keyed optimizer state (a DDP or single-process checkpoint) loads into shards
+    # an index-keyed optimizer state (a DDP or single-process checkpoint) loads into shards;
+    # rank 0 rewrites the file only once every rank has read it (the plain part above has no
+    # collective to hold rank 0 back, and a slow rank 1 read a half-written file)
+    dist.barrier()
     if rank == 0:
         torch.save(
             {"optimizer": ref_optimizer.state_dict(), "scheduler": plain_scheduler.state_dict()},
