@@ -15,8 +15,8 @@ steps, its peak RSS, and the validation loss of its final weights computed by on
 function (``validation_loss``: mean cross-entropy per assistant token, fp32, padded batches).
 
 Contenders (``--contenders``):
-  tunesmith          ``tunesmith.training.run.finetune`` (in-batch packing into rows whose length
-                     is chosen by cost, target-only logits, precision "auto")
+  tunesmith          ``tunesmith.training.run.finetune`` (in-batch packing, on a CPU into one
+                     row with attention per example, target-only logits, precision "auto")
   tunesmith-fp32     (optional) the same with ``precision="fp32"``: what bf16 changes
   trl-default        ``SFTTrainer``, ``SFTConfig`` defaults; ``use_cpu=True`` (needed to start
                      on a CPU: the default bf16=True is refused otherwise), which leaves bf16

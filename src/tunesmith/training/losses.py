@@ -26,6 +26,7 @@ from tunesmith.training.batching import (
     pack_causal,
     packed_row_capacity,
 )
+from tunesmith.training.packed_attention import use_packed_attention
 from tunesmith.training.setup import transformer_blocks
 
 LossOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -75,9 +76,20 @@ class CausalLMLoss(nn.Module):
 def causal_lm_collate(
     model: nn.Module, max_seq_length: int, pad_id: int
 ) -> Callable[[list[TrainItem]], dict[str, torch.Tensor]]:
-    """The collate function of ``CausalLMLoss``: packed rows, their length chosen per batch
-    by what attention costs in this model (``batching.best_row_capacity``)."""
+    """The collate function of ``CausalLMLoss``: packed rows.
+
+    On a CPU the model is switched to per-example attention (``packed_attention``), which
+    costs the same however the examples are laid out, so the whole batch goes into one row
+    with no padding. Elsewhere each batch's row length is chosen by what the block-diagonal
+    masked attention costs in this model (``batching.best_row_capacity``).
+    """
     lm = unwrap_peft(model)
+    if use_packed_attention(lm):
+
+        def one_row(items: list[TrainItem]) -> dict[str, torch.Tensor]:
+            return pack_causal(items, sum(len(item) for item in items), pad_id)
+
+        return one_row
     blocks = transformer_blocks(lm)
     hidden = getattr(getattr(lm, "config", None), "hidden_size", None)
     pair_cost = 0.0
