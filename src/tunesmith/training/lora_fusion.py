@@ -141,8 +141,15 @@ class SharedInputGroup:
             )
         bases = base.split(self.out_features, dim=-1) if len(lora) > 1 else (base,)
         inners = inner.split(ranks, dim=-1) if len(lora) > 1 else (inner,)
+        # addmm: the sum happens in the product's output, not in a second full-width pass
         return [
-            (part + F.linear(rank_part, layer.lora_B[adapter].weight)).to(self.out_dtype)
+            torch.addmm(
+                part.reshape(-1, part.shape[-1]),
+                rank_part.reshape(-1, rank_part.shape[-1]),
+                layer.lora_B[adapter].weight.t(),
+            )
+            .view(part.shape)
+            .to(self.out_dtype)
             for part, rank_part, layer in zip(bases, inners, lora, strict=True)
         ]
 
