@@ -24,6 +24,7 @@ answer: a model whose layers do not pass position ids on to attention stays on `
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import torch
@@ -44,13 +45,15 @@ class _SegmentCache:
     """The segments of the last ``position_ids`` tensor seen: every layer gets the same one."""
 
     def __init__(self) -> None:
-        self.position_ids: torch.Tensor | None = None
+        self.key: tuple[torch.Tensor, int, int] | None = None  # tensor, version, rows
         self.segments: list[list[tuple[int, int]]] = []
 
-    def get(self, position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
-        if self.position_ids is not position_ids:
-            self.segments = row_segments(position_ids)
-            self.position_ids = position_ids
+    def get(self, position_ids: torch.Tensor, rows: int) -> list[list[tuple[int, int]]]:
+        key = self.key
+        # the version counter changes if the tensor is modified in place
+        if key is None or key[0] is not position_ids or key[1:] != (position_ids._version, rows):
+            self.segments = row_segments(position_ids.expand(rows, -1))
+            self.key = (position_ids, position_ids._version, rows)
         return self.segments
 
 
@@ -65,8 +68,8 @@ def row_segments(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
     width = position_ids.shape[1]
     segments = []
     for row in starts.cpu():
-        bounds = row.nonzero().flatten().tolist() + [width]
-        segments.append(list(zip(bounds[:-1], bounds[1:], strict=True)))
+        bounds = [*row.nonzero().flatten().tolist(), width]
+        segments.append(list(itertools.pairwise(bounds)))
     return segments
 
 
@@ -94,7 +97,8 @@ def packed_sdpa_attention(
         and kwargs.get("position_bias") is None
     )
     if packed_prefill:
-        segments = _segment_cache.get(position_ids.expand(query.shape[0], -1))
+        assert position_ids is not None
+        segments = _segment_cache.get(position_ids, query.shape[0])
     if segments is None or all(len(row) == 1 for row in segments):
         return sdpa_attention_forward(  # type: ignore[no-any-return]
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
