@@ -117,3 +117,21 @@ def test_the_segment_cache_follows_a_position_tensor_changed_in_place() -> None:
     assert cache.get(positions, 2) == [[(0, 6)], [(0, 6)]]  # expanded over the batch
     positions[0, 3:] = torch.arange(3)
     assert cache.get(positions, 1) == [[(0, 3), (3, 6)]]
+    with torch.inference_mode():  # inference tensors have no version counter
+        inference_positions = torch.tensor([[0, 1, 0, 1, 2]])
+        assert cache.get(inference_positions, 1) == [[(0, 2), (2, 5)]]
+
+
+def test_scoring_under_inference_mode_uses_per_example_attention() -> None:
+    from tunesmith.evaluation.scoring import score_lm
+    from tunesmith.tasks import ModelKind
+
+    model = tiny_llama()
+    items = _items()
+    loss_sum, _, count = score_lm(model, items, kind=ModelKind.CAUSAL, pad_id=0, row_capacity=64)
+    assert uses_packed_attention(model)
+    with torch.no_grad():
+        reference = CausalLMLoss(tiny_llama())
+        single = [reference(**pack_causal([item], 1, pad_id=0)) for item in items]
+    assert count == sum(int(s[2]) for s in single)
+    assert abs(loss_sum - float(sum(s[0] for s in single))) < 1e-4

@@ -49,6 +49,8 @@ class _SegmentCache:
         self.segments: list[list[tuple[int, int]]] = []
 
     def get(self, position_ids: torch.Tensor, rows: int) -> list[list[tuple[int, int]]]:
+        if position_ids.is_inference():  # no version counter to tell an in-place change
+            return row_segments(position_ids.expand(rows, -1))
         key = self.key
         # the version counter changes if the tensor is modified in place
         if key is None or key[0] is not position_ids or key[1:] != (position_ids._version, rows):
