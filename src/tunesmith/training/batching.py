@@ -16,7 +16,9 @@ Two ideas, both exact (they change the compute, never what is learned):
   the number of target tokens of the whole optimizer step, so packing does not reweight
   examples either. How long the rows are is chosen per batch by cost (``best_row_capacity``):
   the masked attention of a row costs the square of its length, so short examples go into
-  short rows, and one long row is used only where that costs less than padding.
+  short rows, and one long row is used only where that costs less than padding. On a CPU,
+  where attention runs one example at a time (``packed_attention``, decision 018), the
+  layout costs nothing and a batch is one row without padding (``losses.causal_lm_collate``).
 """
 
 from __future__ import annotations
