@@ -73,19 +73,22 @@ def chat_files(tmp_path: Path) -> tuple[Path, Path]:
     return train, valid
 
 
+# The shape of the tiny decoders: two blocks, a 64-token vocabulary, grouped-query attention.
+TINY_DECODER = {
+    "vocab_size": 64,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 128,
+}
+
+
 def tiny_llama(*, tie_word_embeddings: bool = False) -> LlamaForCausalLM:
     """A two-block Llama with a 64-token vocabulary, the same weights every call."""
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        tie_word_embeddings=tie_word_embeddings,
-    )
+    config = LlamaConfig(**TINY_DECODER, tie_word_embeddings=tie_word_embeddings)
     return LlamaForCausalLM(config).eval()
 
 

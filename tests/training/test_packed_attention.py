@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tests.training.conftest import tiny_llama
+from tests.training.conftest import TINY_DECODER, tiny_llama
 from tests.training.test_batching import _items
 from tunesmith.training.batching import pack_causal
 from tunesmith.training.losses import CausalLMLoss, causal_lm_collate
@@ -94,16 +94,7 @@ def test_a_model_whose_layers_hide_the_positions_stays_on_sdpa(monkeypatch) -> N
 def test_a_sliding_window_model_stays_on_sdpa() -> None:
     from transformers import MistralConfig, MistralForCausalLM
 
-    config = MistralConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        sliding_window=8,
-    )
-    model = MistralForCausalLM(config)
+    model = MistralForCausalLM(MistralConfig(**TINY_DECODER, sliding_window=8))
     assert not use_packed_attention(model)
     assert model.config._attn_implementation == "sdpa"
 
