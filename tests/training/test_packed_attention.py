@@ -126,3 +126,12 @@ def test_scoring_under_inference_mode_uses_per_example_attention() -> None:
         single = [reference(**pack_causal([item], 1, pad_id=0)) for item in items]
     assert count == sum(int(s[2]) for s in single)
     assert abs(loss_sum - float(sum(s[0] for s in single))) < 1e-4
+
+
+def test_a_machine_with_a_gpu_keeps_sdpa(monkeypatch) -> None:
+    """The training model is still on the CPU when the collate is made; accelerate moves it
+    to the GPU later, where the per-example calls have not been measured."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    model = tiny_llama()
+    assert not use_packed_attention(model)
+    assert model.config._attn_implementation == "sdpa"

@@ -165,8 +165,10 @@ def use_packed_attention(model: nn.Module) -> bool:
         return False
     if _has_sliding_window(config):  # its own mask function; too long for the probe to see
         return False
+    # A training model is still on the CPU here even where accelerate will move it to a GPU,
+    # so a machine with CUDA keeps sdpa (the rule of ``precision.prepare_arithmetic``).
     parameter = next(model.parameters(), None)
-    if parameter is None or parameter.device.type != "cpu":
+    if parameter is None or parameter.device.type != "cpu" or torch.cuda.is_available():
         return False
     _register()
     try:
