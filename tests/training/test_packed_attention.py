@@ -99,20 +99,6 @@ def test_a_sliding_window_model_stays_on_sdpa() -> None:
     assert model.config._attn_implementation == "sdpa"
 
 
-def test_the_segment_cache_follows_a_position_tensor_changed_in_place() -> None:
-    from tunesmith.training.packed_attention import _SegmentCache
-
-    cache = _SegmentCache()
-    positions = torch.arange(6).unsqueeze(0)
-    assert cache.get(positions, 1) == [[(0, 6)]]
-    assert cache.get(positions, 2) == [[(0, 6)], [(0, 6)]]  # expanded over the batch
-    positions[0, 3:] = torch.arange(3)
-    assert cache.get(positions, 1) == [[(0, 3), (3, 6)]]
-    with torch.inference_mode():  # inference tensors have no version counter
-        inference_positions = torch.tensor([[0, 1, 0, 1, 2]])
-        assert cache.get(inference_positions, 1) == [[(0, 2), (2, 5)]]
-
-
 def test_scoring_under_inference_mode_uses_per_example_attention() -> None:
     from tunesmith.evaluation.scoring import score_lm
     from tunesmith.tasks import ModelKind
