@@ -87,22 +87,26 @@ def packed_sdpa_attention(
         )
     gqa = query.shape[1] != key.shape[1]
     rows = []
-    for r, row in enumerate(segments):
+    for row, row_query, row_key, row_value in zip(
+        segments, query.split(1), key.split(1), value.split(1), strict=True
+    ):
+        # one split per tensor, not a slice per example: the backward of a slice is a
+        # zero-filled full-size gradient per example, of a split one concatenation
+        lengths = [end - start for start, end in row]
         parts = [
             F.scaled_dot_product_attention(
-                query[r : r + 1, :, start:end],
-                key[r : r + 1, :, start:end],
-                value[r : r + 1, :, start:end],
-                dropout_p=dropout,
-                is_causal=True,
-                scale=scaling,
-                enable_gqa=gqa,
+                q, k, v, dropout_p=dropout, is_causal=True, scale=scaling, enable_gqa=gqa
+            ).transpose(1, 2)
+            for q, k, v in zip(
+                row_query.split(lengths, dim=2),
+                row_key.split(lengths, dim=2),
+                row_value.split(lengths, dim=2),
+                strict=True,
             )
-            for start, end in row
         ]
-        rows.append(torch.cat(parts, dim=2) if len(parts) > 1 else parts[0])
-    output = torch.cat(rows, dim=0) if len(rows) > 1 else rows[0]
-    return output.transpose(1, 2).contiguous(), None
+        rows.append(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0].contiguous())
+    # [B, T, H, D], made contiguous by the concatenations themselves
+    return (torch.cat(rows, dim=0) if len(rows) > 1 else rows[0]), None
 
 
 def packed_sdpa_mask(**kwargs: Any) -> torch.Tensor | None:
