@@ -170,3 +170,20 @@ def test_inference_runs_on_the_gpu_if_any_in_bf16_where_native(
     pinned = Settings(data_dir=tmp_path, inference_device="cpu", inference_dtype="fp32")
     assert inference_placement(pinned) == (torch.device("cpu"), torch.float32)
     assert inference_placement(auto, "cpu", torch.float16) == (torch.device("cpu"), torch.float16)
+
+
+def test_hub_kernels_stay_off_and_fused_modules_survive_train_and_eval(
+    settings: Settings, llama_dir: Path
+) -> None:
+    """transformers would fetch kernels from the Hub, and re-kernelize (dropping tunesmith's
+    own fused forwards) on every train()/eval(); tunesmith loads with them off."""
+    from tunesmith.training.fused_elementwise import fuse_elementwise
+
+    model = load_model(resolve_model(str(llama_dir), settings), task="chat", settings=settings)
+    assert model.use_kernels is False
+    switched = fuse_elementwise(model)
+    assert switched > 0
+    model.train()
+    model.eval()
+    assert fuse_elementwise(model) == 0  # nothing was reset, so nothing to switch again
+    assert "forward" in vars(model.model.norm)

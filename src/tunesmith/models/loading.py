@@ -222,6 +222,12 @@ def load_model(
             dtype=dtype or torch.float32,
             use_safetensors=True,
             trust_remote_code=settings.trust_remote_code,
+            # transformers turns Hub kernels on by default: where the network is reachable
+            # that fetches and runs kernel code from the Hub, which, like remote code, is
+            # never done without the operator. With them on, every train()/eval() also
+            # re-kernelizes the model and drops tunesmith's own CPU fusions
+            # (training/fused_elementwise.py).
+            use_kernels=False,
         )
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelError(f"cannot load {resolved.name} ({path}) for {task}: {exc}") from exc

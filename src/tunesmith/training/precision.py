@@ -15,6 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from tunesmith.training.fused_elementwise import fuse_elementwise
 from tunesmith.training.lora_fusion import fuse_shared_input_lora
 
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -113,7 +114,8 @@ def prepare_arithmetic(model: nn.Module, precision: Precision, lora: bool) -> Pr
 
     LoRA in bf16 on a CPU: the base layers multiply in bf16 and everything else is fp32
     (``compute_lora_bases_in``), so no autocast. LoRA on a CPU, bf16 or fp32: the adapted
-    layers that share an input are computed together (``lora_fusion``). Everything else
+    layers that share an input are computed together (``lora_fusion``), and RMSNorms and
+    rotary embeddings are one autograd node each (``fused_elementwise``). Everything else
     (full and head fine-tunes, which update fp32 master weights, and LoRA on GPUs, whose
     attention kernels want bf16): autocast in ``precision``.
     """
@@ -121,5 +123,6 @@ def prepare_arithmetic(model: nn.Module, precision: Precision, lora: bool) -> Pr
         if precision == "bf16":
             compute_lora_bases_in(model, torch.bfloat16)
         fuse_shared_input_lora(model)
+        fuse_elementwise(model)
         return "fp32"
     return precision
