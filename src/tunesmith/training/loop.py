@@ -100,7 +100,7 @@ def run_loop(ctx: LoopContext) -> LoopResult:
     total_steps = steps_per_epoch * hp.n_epochs
 
     trainable = [p for p in ctx.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=hp.learning_rate, weight_decay=hp.weight_decay)
+    optimizer = build_optimizer(trainable, hp.learning_rate, hp.weight_decay)
     scheduler = get_scheduler(
         hp.lr_scheduler,
         optimizer,
@@ -259,6 +259,22 @@ def run_loop(ctx: LoopContext) -> LoopResult:
         final_metrics=final_metrics,
         stopped_early=stopped_early,
         full_state=full_state,
+    )
+
+
+def build_optimizer(
+    params: list[nn.Parameter], learning_rate: float, weight_decay: float
+) -> torch.optim.AdamW:
+    """AdamW over ``params``; on a CPU, torch's fused implementation.
+
+    torch's default AdamW on a CPU loops over the parameters, about ten operations each, and
+    a LoRA has hundreds of small tensors: fused AdamW updates them all in one kernel, with the
+    same update (measured on SmolLM2's 420 LoRA tensors: 5.5 against 36 ms a step). GPUs keep
+    torch's default (``foreach``); fused was not measured there.
+    """
+    on_cpu = not torch.cuda.is_available() and all(p.device.type == "cpu" for p in params)
+    return torch.optim.AdamW(
+        params, lr=learning_rate, weight_decay=weight_decay, fused=True if on_cpu else None
     )
 
 
