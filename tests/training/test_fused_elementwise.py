@@ -139,3 +139,18 @@ def test_partial_rotary_goes_to_the_original_function():
     cos = sin = torch.randn(1, 3, 4, generator=gen)  # narrower than the heads
     with pytest.raises(RuntimeError):  # transformers' own function: the shapes do not match
         wrapper(q, k, cos, sin)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_cpu_lora_training_switches_norms_and_rotary(monkeypatch, precision):
+    from peft import LoraConfig, get_peft_model
+
+    from tunesmith.training.precision import prepare_arithmetic
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model = get_peft_model(tiny_llama(), LoraConfig(r=4, target_modules="all-linear"))
+    prepare_arithmetic(model, precision, lora=True)
+    assert fuse_elementwise(model) == 0  # already switched, every module
+    block = model.get_base_model().model.layers[0]
+    assert "forward" in vars(block.input_layernorm)
+    assert "forward" in vars(block.self_attn._kernel_funcs["rotary_pos_emb"])
