@@ -15,6 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from tunesmith.training.dropout import use_fast_dropout
 from tunesmith.training.fused_elementwise import fuse_elementwise
 from tunesmith.training.lora_fusion import fuse_shared_input_lora
 
@@ -117,8 +118,11 @@ def prepare_arithmetic(model: nn.Module, precision: Precision, lora: bool) -> Pr
     layers that share an input are computed together (``lora_fusion``), and RMSNorms and
     rotary embeddings are one autograd node each (``fused_elementwise``). Everything else
     (full and head fine-tunes, which update fp32 master weights, and LoRA on GPUs, whose
-    attention kernels want bf16): autocast in ``precision``.
+    attention kernels want bf16): autocast in ``precision``. On a CPU whose torch draws
+    dropout masks one element at a time, every method's dropout draws them from fewer
+    random numbers (``dropout.use_fast_dropout``).
     """
+    use_fast_dropout(model)
     if lora and not torch.cuda.is_available() and precision in ("bf16", "fp32"):
         if precision == "bf16":
             compute_lora_bases_in(model, torch.bfloat16)
