@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
+from tests.training.conftest import tiny_llama
 from tunesmith.training import dropout as dropout_module
 from tunesmith.training.dropout import (
     DROPOUT_ATTENTION,
@@ -91,6 +92,13 @@ def test_an_encoder_is_switched_and_evaluates_exactly_as_before(tmp_path):
         assert torch.equal(model(**_batch()).logits, reference(**_batch()).logits)
     model.save_pretrained(tmp_path)  # the saved config names no attention of ours
     assert DROPOUT_ATTENTION not in (tmp_path / "config.json").read_text()
+
+
+def test_a_causal_lm_keeps_sdpa_for_per_example_attention():
+    model = tiny_llama()
+    model.config.attention_dropout = 0.1  # even with an attention dropout to speed up
+    use_fast_dropout(model)
+    assert model.config._attn_implementation == "sdpa"
 
 
 def test_a_switched_encoder_trains_with_dropout():

@@ -143,18 +143,24 @@ def _register_attention() -> None:
     AttentionMaskInterface.register(DROPOUT_ATTENTION, sdpa_mask)
 
 
-def _use_dropout_attention(model: nn.Module) -> bool:
-    """Switch a bidirectional model on ``sdpa`` to ``dropout_sdpa_attention``."""
+def _use_dropout_attention(model: nn.Module) -> None:
+    """Switch a bidirectional model on ``sdpa`` to ``dropout_sdpa_attention``.
+
+    Bidirectional is read from the attention modules' own ``is_causal`` (configs of causal
+    LMs do not say it): a causal LM stays on ``sdpa``, where ``packed_attention`` expects it.
+    """
     config = getattr(model, "config", None)
     if config is None or getattr(config, "_attn_implementation", None) != "sdpa":
-        return False
-    if getattr(config, "is_decoder", False) or getattr(config, "is_encoder_decoder", False):
-        return False
-    if getattr(config, "is_causal", False):
-        return False
+        return
+    if getattr(config, "is_encoder_decoder", False):
+        return
+    causal = [
+        m.is_causal for m in model.modules() if isinstance(getattr(m, "is_causal", None), bool)
+    ]
+    if not causal or any(causal):
+        return
     _register_attention()
     config._attn_implementation = DROPOUT_ATTENTION
-    return True
 
 
 def use_fast_dropout(model: nn.Module) -> int:
