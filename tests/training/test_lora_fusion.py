@@ -115,7 +115,23 @@ def test_dropout_keeps_each_layer_alone():
     assert len(groups) == 2 * 7
 
 
-def test_an_encoder_with_biased_projections_is_fused_too():
+def test_lora_dropout_layers_give_peft_s_loss_and_gradients():
+    """Alone, a layer with LoRA dropout still goes through the fused node: the adapters read
+    the dropped input, the base the whole one (the same masks: one draw per layer, in order)."""
+    reference, model = _lora_llama(lora_dropout=0.3), _lora_llama(lora_dropout=0.3)
+    fuse_shared_input_lora(model)
+    results = []
+    for each in (reference, model):
+        each.train()
+        torch.manual_seed(11)
+        results.append(_loss_and_grads(each))
+    (want_loss, want_grads), (loss, grads) = results
+    torch.testing.assert_close(loss, want_loss, rtol=1e-5, atol=0)
+    for got, want in zip(grads, want_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def _bert_classifier() -> torch.nn.Module:
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=64,
@@ -125,13 +141,31 @@ def test_an_encoder_with_biased_projections_is_fused_too():
         intermediate_size=64,
         num_labels=2,
     )
+    return BertForSequenceClassification(config)
+
+
+def test_layers_whose_base_bias_is_trained_keep_peft_s_forward():
+    """peft's ``bias="all"`` trains the base layers' biases: the fused products, which treat
+    the bases as frozen, would drop their gradients."""
+    lora = LoraConfig(
+        r=4, target_modules=["query", "key", "value"], bias="all", task_type=TaskType.SEQ_CLS
+    )
+    model = get_peft_model(_bert_classifier(), lora).eval()
+    assert fuse_shared_input_lora(model) == []
+    ids = torch.randint(3, 64, (2, 9), generator=torch.Generator().manual_seed(6))
+    model(input_ids=ids).logits.sum().backward()
+    query = model.get_base_model().bert.encoder.layer[0].attention.self.query
+    assert query.get_base_layer().bias.grad is not None
+
+
+def test_an_encoder_with_biased_projections_is_fused_too():
     lora = LoraConfig(
         r=4,
         target_modules=["query", "key", "value", "dense"],
         task_type=TaskType.SEQ_CLS,
         init_lora_weights=False,
     )
-    model = get_peft_model(BertForSequenceClassification(config), lora).eval()  # no dropout
+    model = get_peft_model(_bert_classifier(), lora).eval()  # no dropout
     ids = torch.randint(3, 64, (2, 9), generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
         want = model(input_ids=ids).logits

@@ -15,7 +15,9 @@ layers that share an input makes
 
 Single layers (o, down) keep the rank-side scaling and the one cast. The arithmetic is
 LoRA's, reassociated: ``(x A^T s) B^T`` for ``(x A^T B^T) s``; tests/training check outputs
-and gradients against peft's own forward, and docs/benchmarks.md the loss curves.
+and gradients against peft's own forward, and docs/benchmarks.md the loss curves. A group's
+products are one autograd node with a hand-written backward pass (decision 021), which
+spares the full-width copies and additions autograd's own graph of them makes.
 
 Which layers share an input is observed, not guessed from names: one forward pass of the
 model's dummy inputs records the tensor each adapted layer is called with, and layers called
@@ -28,6 +30,7 @@ another active adapter, extra arguments, a different input) falls back to peft's
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,6 +52,7 @@ def _plain_linear_lora(layer: nn.Module) -> bool:
     return (
         type(base) is nn.Linear
         and not base.weight.requires_grad
+        and (base.bias is None or not base.bias.requires_grad)  # peft's bias="all" trains it
         and not layer.fan_in_fan_out
         and layer.lora_B[active[0]].bias is None
     )
@@ -126,32 +130,112 @@ class SharedInputGroup:
         lora = self.layers
         a_weights = [layer.lora_A[adapter].weight for layer in lora]
         a_weight = a_weights[0] if len(lora) == 1 else torch.cat(a_weights)
-        # peft's arithmetic: the base product in its weights' dtype, the adapter's product
-        # and the sum in the adapter's (fp32), the result in what peft hands back
-        base = F.linear(x.to(self.weight.dtype), self.weight, self.bias).to(a_weight.dtype)
-        x = x.to(a_weight.dtype)
-        inner = F.linear(lora[0].lora_dropout[adapter](x), a_weight)
         ranks = [weight.shape[0] for weight in a_weights]
         scales = [layer.scaling[adapter] for layer in lora]
-        if len(set(scales)) == 1:
-            inner = inner * scales[0]
-        else:
-            inner = inner * torch.tensor(scales, dtype=inner.dtype).repeat_interleave(
+        scale: float | torch.Tensor = scales[0]
+        if len(set(scales)) > 1:
+            scale = torch.tensor(scales, dtype=a_weight.dtype).repeat_interleave(
                 torch.tensor(ranks)
             )
-        bases = base.split(self.out_features, dim=-1) if len(lora) > 1 else (base,)
-        inners = inner.split(ranks, dim=-1) if len(lora) > 1 else (inner,)
-        # addmm: the sum happens in the product's output, not in a second full-width pass
-        return [
-            torch.addmm(
-                part.reshape(-1, part.shape[-1]),
-                rank_part.reshape(-1, rank_part.shape[-1]),
-                layer.lora_B[adapter].weight.t(),
-            )
-            .view(part.shape)
-            .to(self.out_dtype)
-            for part, rank_part, layer in zip(bases, inners, lora, strict=True)
-        ]
+        # peft's arithmetic: the base product in its weights' dtype, the adapter's product
+        # and the sum in the adapter's (fp32), the result in what peft hands back
+        adapter_input = lora[0].lora_dropout[adapter](x.to(a_weight.dtype))
+        b_weights = [layer.lora_B[adapter].weight for layer in lora]
+        outputs = _LoraGroupProducts.apply(
+            x, adapter_input, self.weight, self.bias, a_weight, scale, *b_weights
+        )
+        return [output.to(self.out_dtype) for output in outputs]
+
+
+class _LoraGroupProducts(torch.autograd.Function):
+    """A group's outputs ``base_i(x) + (x' A^T s)_i B_i^T`` as one autograd node.
+
+    ``x`` feeds the frozen base product and ``x'`` (``x`` in the adapters' dtype, after
+    LoRA's dropout, if any) the adapters' A. Written by hand because autograd's own graph
+    makes full-width passes that are not arithmetic: each output a copy of its part of the
+    base product and then a second one inside ``addmm``; in the backward pass the parts'
+    gradients concatenated in fp32 and then cast to the bases' dtype, and the adapters'
+    input gradient added to the base's in a pass of its own. Here each output is its part of
+    the base product, cast once and summed with its B product in place; the gradients are
+    cast straight into one matrix for the bases' product, and the adapters' input gradient
+    is summed into the base's by the product that makes it. The products are the same, so
+    are their results (tests compare them with peft's).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: torch.Tensor,
+        adapter_input: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        a_weight: torch.Tensor,
+        scale: float | torch.Tensor,
+        *b_weights: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        leading, width = x.shape[:-1], x.shape[-1]
+        flat = adapter_input.reshape(-1, width)
+        base = F.linear(x.reshape(-1, width).to(weight.dtype), weight, bias)
+        inner = flat @ a_weight.t()
+        inner.mul_(scale)
+        dtype = a_weight.dtype
+        outputs = []
+        for columns, ranks, b_weight in zip(
+            _slices(b_weights, 0), _slices(b_weights, 1), b_weights, strict=True
+        ):
+            if len(b_weights) == 1:
+                part = base.to(dtype)  # the base product itself where it already is `dtype`
+            else:
+                part = torch.empty(base.shape[0], b_weight.shape[0], dtype=dtype)
+                part.copy_(base[:, columns])
+            part.addmm_(inner[:, ranks], b_weight.t())
+            outputs.append(part.view(*leading, b_weight.shape[0]))
+        ctx.save_for_backward(x, adapter_input, weight, a_weight, inner, *b_weights)
+        ctx.scale = scale
+        ctx.one_input = adapter_input is x  # no dropout, no cast: one gradient for both
+        return tuple(outputs)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, *grads: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        x, adapter_input, weight, a_weight, inner, *b_weights = ctx.saved_tensors
+        needs_x, needs_adapter_input = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        rows, dtype = inner.shape[0], a_weight.dtype
+        flat_grads = [grad.reshape(rows, -1).to(dtype) for grad in grads]
+        grad_x = None
+        if needs_x:
+            # the outputs' gradients cast straight into one matrix for the bases' product
+            grad_base = torch.empty(rows, weight.shape[0], dtype=weight.dtype)
+            for columns, grad in zip(_slices(b_weights, 0), flat_grads, strict=True):
+                grad_base[:, columns].copy_(grad)
+            grad_x = (grad_base @ weight).to(x.dtype)
+        grad_inner = torch.empty_like(inner)
+        grad_b_weights: list[torch.Tensor | None] = []
+        for index, (ranks, grad, b_weight) in enumerate(
+            zip(_slices(b_weights, 1), flat_grads, b_weights, strict=True)
+        ):
+            grad_inner[:, ranks] = grad @ b_weight
+            needs_b = ctx.needs_input_grad[6 + index]
+            grad_b_weights.append(grad.t() @ inner[:, ranks] if needs_b else None)
+        grad_inner.mul_(ctx.scale)
+        flat_input = adapter_input.reshape(rows, -1)
+        grad_a = grad_inner.t() @ flat_input if ctx.needs_input_grad[4] else None
+        grad_adapter_input = None
+        if grad_x is not None and ctx.one_input:
+            grad_x.view(rows, -1).addmm_(grad_inner, a_weight)
+        elif needs_adapter_input:
+            grad_adapter_input = (grad_inner @ a_weight).view(adapter_input.shape)
+        if grad_x is not None:
+            grad_x = grad_x.view(x.shape)
+        return (grad_x, grad_adapter_input, None, None, grad_a, None, *grad_b_weights)
+
+
+def _slices(b_weights: Sequence[torch.Tensor], dim: int) -> list[slice]:
+    """Each member's columns of the base product (``dim`` 0: its B's rows) or of the rank
+    side (``dim`` 1: its B's columns)."""
+    bounds = [0, *itertools.accumulate(weight.shape[dim] for weight in b_weights)]
+    return [slice(start, end) for start, end in itertools.pairwise(bounds)]
 
 
 def _calls_in_order(
