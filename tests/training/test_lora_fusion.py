@@ -232,3 +232,47 @@ def test_a_second_adapter_and_a_bf16_model_are_answered_as_peft_answers_them():
         first = model(input_ids=ids).logits
         model.set_adapter("second")
         assert (model(input_ids=ids).logits - first).abs().max() > 1e-2  # it did switch
+
+
+def _bf16_fused(monkeypatch: pytest.MonkeyPatch, pack: bool) -> torch.nn.Module:
+    from tunesmith.training import lora_fusion
+
+    monkeypatch.setattr(lora_fusion, "_packs_pay_off", lambda weight: pack)
+    model = _lora_llama()
+    compute_lora_bases_in(model, torch.bfloat16)
+    fuse_shared_input_lora(model)
+    return model
+
+
+def test_pre_packed_bases_give_the_plain_products_loss_and_gradients(monkeypatch):
+    """oneDNN's packed weights (AVX512-BF16 CPUs without AMX) change the layout, not the
+    arithmetic: the same loss and gradients as the plain bf16 products."""
+    want_loss, want_grads = _loss_and_grads(_bf16_fused(monkeypatch, pack=False))
+    try:
+        packed = _bf16_fused(monkeypatch, pack=True)
+        loss, grads = _loss_and_grads(packed)
+    except RuntimeError as exc:  # a CPU whose oneDNN has no bf16 kernels
+        pytest.skip(f"no packed bf16 products here: {exc}")
+    group = packed.get_base_model().model.layers[1].self_attn.q_proj.forward.func.__self__
+    assert set(group.base._packed) == {"forward", "backward"}
+    torch.testing.assert_close(loss, want_loss, rtol=1e-5, atol=0)
+    for got, want in zip(grads, want_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_packed_weights_are_made_again_after_the_weights_change():
+    from tunesmith.training.lora_fusion import FrozenProducts
+
+    generator = torch.Generator().manual_seed(9)
+    weight = torch.randn(24, 16, generator=generator).to(torch.bfloat16)
+    x = torch.randn(5, 16, generator=generator).to(torch.bfloat16)
+    products = FrozenProducts(weight, None)
+    products.pack = True
+    try:
+        before = products.forward(x)
+    except RuntimeError as exc:
+        pytest.skip(f"no packed bf16 products here: {exc}")
+    torch.testing.assert_close(before, x @ weight.t())
+    weight.mul_(2)  # e.g. an adapter merged into the base weights
+    torch.testing.assert_close(products.forward(x), x @ weight.t())
+    torch.testing.assert_close(products.input_grad(before), before @ weight)
