@@ -17,7 +17,8 @@ Single layers (o, down) keep the rank-side scaling and the one cast. The arithme
 LoRA's, reassociated: ``(x A^T s) B^T`` for ``(x A^T B^T) s``; tests/training check outputs
 and gradients against peft's own forward, and docs/benchmarks.md the loss curves. A group's
 products are one autograd node with a hand-written backward pass (decision 021), which
-spares the full-width copies and additions autograd's own graph of them makes.
+spares the full-width copies and additions autograd's own graph of them makes. On CPUs with
+AVX512-BF16 and no AMX, bf16 base weights are multiplied pre-packed for oneDNN (decision 022).
 
 Which layers share an input is observed, not guessed from names: one forward pass of the
 model's dummy inputs records the tensor each adapted layer is called with, and layers called
