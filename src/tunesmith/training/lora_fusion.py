@@ -186,7 +186,7 @@ class _LoraGroupProducts(torch.autograd.Function):
             if len(b_weights) == 1:
                 part = base.to(dtype)  # the base product itself where it already is `dtype`
             else:
-                part = torch.empty(base.shape[0], b_weight.shape[0], dtype=dtype)
+                part = base.new_empty(base.shape[0], b_weight.shape[0], dtype=dtype)
                 part.copy_(base[:, columns])
             part.addmm_(inner[:, ranks], b_weight.t())
             outputs.append(part.view(*leading, b_weight.shape[0]))
@@ -208,7 +208,7 @@ class _LoraGroupProducts(torch.autograd.Function):
         if needs_x:
             # the outputs' gradients cast straight into one matrix for the bases' product
             weight = base_products.weight
-            grad_base = torch.empty(rows, weight.shape[0], dtype=weight.dtype)
+            grad_base = weight.new_empty(rows, weight.shape[0])
             for columns, grad in zip(_slices(b_weights, 0), flat_grads, strict=True):
                 grad_base[:, columns].copy_(grad)
             grad_x = base_products.input_grad(grad_base).to(x.dtype)
