@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForCausalLM
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -90,6 +90,24 @@ def tiny_llama(*, tie_word_embeddings: bool = False) -> LlamaForCausalLM:
     torch.manual_seed(0)
     config = LlamaConfig(**TINY_DECODER, tie_word_embeddings=tie_word_embeddings)
     return LlamaForCausalLM(config).eval()
+
+
+def tiny_bert_classifier(dropout: float = 0.1) -> BertForSequenceClassification:
+    """A two-layer BERT with a two-label head on sdpa, the same weights every call."""
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=64,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        num_labels=2,
+        attn_implementation="sdpa",
+    )
+    return BertForSequenceClassification(config)
 
 
 def finetune_spec(

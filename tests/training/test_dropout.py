@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from transformers import BertConfig, BertForSequenceClassification
 
-from tests.training.conftest import tiny_llama
+from tests.training.conftest import tiny_bert_classifier, tiny_llama
 from tunesmith.training import dropout as dropout_module
 from tunesmith.training.dropout import (
     DROPOUT_ATTENTION,
@@ -57,23 +56,6 @@ def test_output_and_gradient_share_the_mask_and_torch_s_scale():
     assert torch.allclose(x.grad, upstream * keep / 0.75)
 
 
-def _bert(dropout: float = 0.1) -> BertForSequenceClassification:
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=64,
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
-        num_labels=2,
-        attn_implementation="sdpa",
-    )
-    return BertForSequenceClassification(config)
-
-
 def _batch() -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(1)
     input_ids = torch.randint(1, 64, (3, 10), generator=generator)
@@ -83,7 +65,7 @@ def _batch() -> dict[str, torch.Tensor]:
 
 
 def test_an_encoder_is_switched_and_evaluates_exactly_as_before(tmp_path):
-    reference, model = _bert(), _bert()
+    reference, model = tiny_bert_classifier(), tiny_bert_classifier()
     switched = use_fast_dropout(model)
     assert switched == sum(type(m) is nn.Dropout for m in model.modules())
     assert model.config._attn_implementation == DROPOUT_ATTENTION
@@ -102,7 +84,7 @@ def test_a_causal_lm_keeps_sdpa_for_per_example_attention():
 
 
 def test_a_switched_encoder_trains_with_dropout():
-    model = _bert()
+    model = tiny_bert_classifier()
     use_fast_dropout(model)
     model.train()
     torch.manual_seed(0)
@@ -157,13 +139,13 @@ def test_intel_cpus_keep_torch_s_dropout(monkeypatch):
     monkeypatch.setattr(dropout_module, "_cpu_vendor", lambda: "GenuineIntel")
     if not torch.backends.mkl.is_available():
         pytest.skip("without MKL every CPU draws dropout masks serially")
-    model = _bert()
+    model = tiny_bert_classifier()
     assert use_fast_dropout(model) == 0
     assert model.config._attn_implementation == "sdpa"
 
 
 def test_a_machine_with_a_gpu_keeps_torch_s_dropout(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    model = _bert()
+    model = tiny_bert_classifier()
     assert use_fast_dropout(model) == 0
     assert model.config._attn_implementation == "sdpa"

@@ -7,9 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 from peft import LoraConfig, TaskType, get_peft_model
-from transformers import BertConfig, BertForSequenceClassification
 
-from tests.training.conftest import packed_causal_batch, tiny_llama
+from tests.training.conftest import packed_causal_batch, tiny_bert_classifier, tiny_llama
 from tunesmith.training.lora_fusion import SharedInputGroup, fuse_shared_input_lora
 from tunesmith.training.losses import CausalLMLoss
 from tunesmith.training.precision import compute_lora_bases_in
@@ -131,26 +130,13 @@ def test_lora_dropout_layers_give_peft_s_loss_and_gradients():
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
 
 
-def _bert_classifier() -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=64,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        num_labels=2,
-    )
-    return BertForSequenceClassification(config)
-
-
 def test_layers_whose_base_bias_is_trained_keep_peft_s_forward():
     """peft's ``bias="all"`` trains the base layers' biases: the fused products, which treat
     the bases as frozen, would drop their gradients."""
     lora = LoraConfig(
         r=4, target_modules=["query", "key", "value"], bias="all", task_type=TaskType.SEQ_CLS
     )
-    model = get_peft_model(_bert_classifier(), lora).eval()
+    model = get_peft_model(tiny_bert_classifier(), lora).eval()
     assert fuse_shared_input_lora(model) == []
     ids = torch.randint(3, 64, (2, 9), generator=torch.Generator().manual_seed(6))
     model(input_ids=ids).logits.sum().backward()
@@ -165,7 +151,7 @@ def test_an_encoder_with_biased_projections_is_fused_too():
         task_type=TaskType.SEQ_CLS,
         init_lora_weights=False,
     )
-    model = get_peft_model(_bert_classifier(), lora).eval()  # no dropout
+    model = get_peft_model(tiny_bert_classifier(), lora).eval()  # no dropout
     ids = torch.randint(3, 64, (2, 9), generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
         want = model(input_ids=ids).logits
