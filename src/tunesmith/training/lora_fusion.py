@@ -180,9 +180,8 @@ class _LoraGroupProducts(torch.autograd.Function):
         inner.mul_(scale)
         dtype = a_weight.dtype
         outputs = []
-        for columns, ranks, b_weight in zip(
-            _slices(b_weights, 0), _slices(b_weights, 1), b_weights, strict=True
-        ):
+        ctx.columns, ctx.ranks = _slices(b_weights, 0), _slices(b_weights, 1)
+        for columns, ranks, b_weight in zip(ctx.columns, ctx.ranks, b_weights, strict=True):
             if len(b_weights) == 1:
                 part = base.to(dtype)  # the base product itself where it already is `dtype`
             else:
@@ -209,13 +208,13 @@ class _LoraGroupProducts(torch.autograd.Function):
             # the outputs' gradients cast straight into one matrix for the bases' product
             weight = base_products.weight
             grad_base = weight.new_empty(rows, weight.shape[0])
-            for columns, grad in zip(_slices(b_weights, 0), flat_grads, strict=True):
+            for columns, grad in zip(ctx.columns, flat_grads, strict=True):
                 grad_base[:, columns].copy_(grad)
             grad_x = base_products.input_grad(grad_base).to(x.dtype)
         grad_inner = torch.empty_like(inner)
         grad_b_weights: list[torch.Tensor | None] = []
         for index, (ranks, grad, b_weight) in enumerate(
-            zip(_slices(b_weights, 1), flat_grads, b_weights, strict=True)
+            zip(ctx.ranks, flat_grads, b_weights, strict=True)
         ):
             grad_inner[:, ranks] = grad @ b_weight
             needs_b = ctx.needs_input_grad[5 + index]
