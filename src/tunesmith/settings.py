@@ -92,6 +92,12 @@ class Settings(BaseSettings):
         description="Threads that run inference requests. Requests for one base model run "
         "one at a time; more threads let requests for different models run side by side.",
     )
+    malloc_tuning: bool = Field(
+        default=True,
+        description="Let glibc keep freed host memory for reuse (larger mmap and trim "
+        "thresholds) when training or serving starts, instead of faulting fresh pages in "
+        "for every large tensor. Off (0) leaves malloc as the environment set it.",
+    )
     job_engine: str = Field(
         default="tunesmith.jobs.engine",
         description="Module whose finetune() and validate_file() the worker calls. Tests and "

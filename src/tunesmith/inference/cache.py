@@ -32,6 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from tunesmith.host_memory import keep_freed_memory
 from tunesmith.models.loading import (
     ADAPTER_CONFIG,
     RUN_MANIFEST,
@@ -146,6 +147,7 @@ class ModelCache:
             raise ValueError("max_models must be at least 1")
         self.settings = settings
         self.max_models = max_models
+        keep_freed_memory(settings)
         self.device, self.dtype = inference_placement(settings, dtype=dtype)
         self._entries: OrderedDict[EntryKey, _Entry] = OrderedDict()
         self._lock = threading.Lock()

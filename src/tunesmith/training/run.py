@@ -37,6 +37,7 @@ from tunesmith.data.reading import Dataset, load_dataset
 from tunesmith.data.tokenization import tokenize_dataset
 from tunesmith.data.validation import validate_file
 from tunesmith.errors import CheckpointError, ConfigError, DataError
+from tunesmith.host_memory import keep_freed_memory
 from tunesmith.models.loading import load_model, load_tokenizer
 from tunesmith.models.registry import resolve_model
 from tunesmith.settings import Settings, load_settings
@@ -108,6 +109,7 @@ def finetune(
     launch (FSDP2 through accelerate; GPUs only) instead of replicating it (DDP).
     """
     settings = settings or load_settings()
+    keep_freed_memory(settings)
     if fsdp:
         check_fsdp(spec.method, cuda=torch.cuda.is_available())
     run_dir = spec.output_dir or default_run_dir(spec, settings)
