@@ -8,7 +8,17 @@ from pathlib import Path
 import tunesmith
 
 PACKAGE = Path(tunesmith.__file__).parent
-ENGINE = {"data", "models", "training", "evaluation", "inference", "settings", "errors", "tasks"}
+ENGINE = {
+    "data",
+    "models",
+    "training",
+    "evaluation",
+    "inference",
+    "settings",
+    "errors",
+    "tasks",
+    "host_memory",
+}
 # What each layer may import from tunesmith (besides itself).
 ALLOWED = {
     "engine": ENGINE,
