@@ -7,7 +7,7 @@ import time
 
 import pytest
 from peft import LoraConfig, get_peft_model
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, LlamaForCausalLM
 
 from tests.inference.tiny_models import save_base, save_lora_adapter, tiny_causal, write_manifest
 from tunesmith.data.labels import LabelSpace
@@ -55,6 +55,27 @@ def test_adapters_share_one_base_and_switch(cache, folders, tokenizer):
     assert plain == generate_chat(tiny_causal(tokenizer), tokenizer, MESSAGES, GREEDY)[0].text
     assert plain not in (first, second)
     assert _reply(cache.get(run1)) == first  # switching back restores the adapter
+
+
+def test_a_cpu_lora_entry_packs_its_prefills_and_groups_its_lora_layers(cache, folders):
+    """On a CPU the served decoder is switched to per-example attention and its LoRA layers
+    that share an input are computed together; each adapter still replies as peft's own
+    unfused model with ``sdpa`` does (the second adapter is loaded onto the grouped model)."""
+    from peft import PeftModel
+
+    from tunesmith.training.packed_attention import uses_packed_attention
+
+    base, runs = folders
+    served = [_reply(cache.get(run)) for run in runs]
+    handle = cache.get(runs[0])
+    assert uses_packed_attention(handle.model.get_base_model())
+    grouped = [m for m in handle.model.modules() if "forward" in vars(m)]  # the groups' layers
+    assert len(grouped) == 7 * 2  # q, k, v, o, gate, up, down in each of the two layers
+    for run, reply in zip(runs, served, strict=True):
+        plain = PeftModel.from_pretrained(LlamaForCausalLM.from_pretrained(base), run).eval()
+        assert plain.config._attn_implementation == "sdpa"
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        assert reply == generate_chat(plain, tokenizer, MESSAGES, GREEDY)[0].text
 
 
 def test_base_loaded_first_then_adapter(cache, folders):

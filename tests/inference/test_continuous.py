@@ -13,6 +13,7 @@ KV cache is.
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import threading
@@ -27,8 +28,13 @@ from tests.inference.batch_rows import CONVERSATIONS, Recorder, alone, row_for
 from tests.inference.tiny_models import tiny_causal
 from tunesmith.inference.batch_generation import ContextLengthError, OpenRow, generate_rows
 from tunesmith.inference.batching import Admit, Batcher, BatchRow
-from tunesmith.inference.continuous import PREFILL_BUDGET, _prefill_group, supports_continuous
+from tunesmith.inference.continuous import (
+    PREFILL_BUDGET,
+    _prefill_group,
+    supports_continuous,
+)
 from tunesmith.inference.generation import GenerationParams, chat_prompt_ids
+from tunesmith.training.packed_attention import use_packed_attention
 
 
 def greedy(max_new_tokens: int) -> GenerationParams:
@@ -74,10 +80,27 @@ def sharp(tokenizer):
     return model
 
 
+@pytest.fixture(scope="module")
+def sharp_packed(sharp):
+    """``sharp`` switched to per-example attention, as the model cache switches a CPU decoder."""
+    model = copy.deepcopy(sharp)
+    assert use_packed_attention(model)
+    return model
+
+
 @pytest.fixture
 def forwards(sharp, monkeypatch) -> list[Forward]:
+    return _spy_on_forwards(sharp, monkeypatch)
+
+
+@pytest.fixture
+def packed_forwards(sharp_packed, monkeypatch) -> list[Forward]:
+    return _spy_on_forwards(sharp_packed, monkeypatch)
+
+
+def _spy_on_forwards(model, monkeypatch) -> list[Forward]:
     calls: list[Forward] = []
-    original = sharp.forward
+    original = model.forward
 
     @functools.wraps(original)  # the loop inspects forward's parameters: keep them visible
     def spy(*args, **kwargs):
@@ -87,7 +110,7 @@ def forwards(sharp, monkeypatch) -> list[Forward]:
         calls.append(Forward(ids.shape[0], ids.shape[1], cached))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(sharp, "forward", spy)
+    monkeypatch.setattr(model, "forward", spy)
     return calls
 
 
@@ -319,6 +342,46 @@ def test_a_burst_is_prefilled_in_groups_each_replying_before_the_next(
 def test_a_prefill_group_fills_the_budget_in_order_and_takes_at_least_one(lengths, budget, taken):
     rows = [OpenRow(row_for(CONVERSATIONS[0], greedy(1)), [0] * n, None) for n in lengths]
     assert _prefill_group(rows, budget) == taken
+
+
+@pytest.mark.parametrize(
+    ("lengths", "budget", "taken"),
+    [([50, 20, 40], 128, 3), ([100, 30], 128, 1), ([200, 10], 128, 1), ([30] * 5, 60, 2)],
+)
+def test_a_packed_prefill_group_counts_its_prompt_tokens_not_padding(lengths, budget, taken):
+    rows = [OpenRow(row_for(CONVERSATIONS[0], greedy(1)), [0] * n, None) for n in lengths]
+    assert _prefill_group(rows, budget, packed=True) == taken
+
+
+def test_a_packed_model_prefills_a_burst_in_one_row_and_each_row_replies_as_alone(
+    sharp_packed, tokenizer, packed_forwards, monkeypatch
+):
+    """A model on per-example attention gets a group's prompts end to end in one row, with
+    no padding; its cache is then cut into one left-padded row per prompt. Prompts of
+    different lengths, rows joining mid-flight and rows leaving early all keep the reply
+    they get alone (``sharp``'s peaked attention turns a misplaced cache column into other
+    text)."""
+    monkeypatch.setattr("tunesmith.inference.continuous.PACKED_PREFILL_BUDGET", 64)
+    asks = [(CONVERSATIONS[i % 3], greedy(3 + 2 * i)) for i in range(6)]
+    late = [(CONVERSATIONS[1], greedy(6)), (CONVERSATIONS[2], greedy(9))]
+    expected = [alone(sharp_packed, tokenizer, m, p).text for m, p in asks + late]
+    prompts = [len(chat_prompt_ids(tokenizer, m)) for m, _ in asks]
+    assert len(set(prompts)) == 3  # three prompt lengths
+    rows = [row_for(m, p) for m, p in asks]
+    late_rows = [row_for(m, p) for m, p in late]
+    packed_forwards.clear()
+
+    generate_rows(sharp_packed, tokenizer, rows, admit=admit_at({4: late_rows}))
+
+    assert [row.sink.text for row in rows + late_rows] == expected
+    prefills = [f for f in packed_forwards if f.new > 1]
+    assert all(f.rows == 1 and f.cached == 0 for f in prefills)  # one row each, a fresh cache
+    assert sum(f.new for f in prefills) == sum(prompts) + sum(
+        len(chat_prompt_ids(tokenizer, m)) for m, _ in late
+    )  # every prompt token once, no padding
+    assert any(f.new > max(prompts) for f in prefills)  # some groups held several prompts
+    assert all(f.new <= 64 or f.new in prompts for f in prefills)
+    assert max(f.rows for f in packed_forwards) >= 6  # the late rows decode beside the rest
 
 
 def test_a_seeded_request_never_shares_a_batch(sharp, tokenizer):

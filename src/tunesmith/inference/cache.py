@@ -32,6 +32,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import torch
+
 from tunesmith.host_memory import keep_freed_memory
 from tunesmith.models.loading import (
     ADAPTER_CONFIG,
@@ -70,6 +72,7 @@ class _Entry:
     kind: ModelKind = ModelKind.CAUSAL
     label_space: Any | None = None
     adapters: dict[str, _Adapter] = field(default_factory=dict)  # run dir -> adapter
+    lora_fused: bool = False  # its LoRA layers computed in groups (``_use_cpu_fast_paths``)
     lock: threading.RLock = field(default_factory=threading.RLock)
     waiting: int = 0  # threads blocked in ``hold``
     _counting: threading.Lock = field(default_factory=threading.Lock)
@@ -229,6 +232,7 @@ class ModelCache:
         entry.task = loaded.task
         entry.kind = loaded.kind
         entry.label_space = loaded.label_space
+        _use_cpu_fast_paths(entry)
 
     def _add_adapter(
         self,
@@ -269,7 +273,33 @@ class ModelCache:
         tokenizer = load_tokenizer(run_dir, self.settings) if has_tokenizer else entry.tokenizer
         adapter = _Adapter(name, tokenizer, manifest, label_space)
         entry.adapters[str(run_dir)] = adapter
+        _use_cpu_fast_paths(entry)
         return adapter
+
+
+def _use_cpu_fast_paths(entry: _Entry) -> None:
+    """On a CPU, a decoder's prefills attend one prompt at a time in a packed row
+    (``continuous`` then packs a burst's prompts together), and its LoRA layers that read
+    one input are computed in groups, as in training (decision 024). Both check the model
+    themselves and leave alone what they cannot take.
+
+    The LoRA groups are found once, with the entry's first adapter. An adapter loaded later
+    uses them where it adapts the same layers; a layer only it adapts keeps peft's forward.
+    """
+    from tunesmith.training.lora_fusion import fuse_shared_input_lora
+    from tunesmith.training.packed_attention import use_packed_attention
+
+    model = entry.model
+    decodes = entry.kind == ModelKind.CAUSAL and entry.task in (Task.CHAT, Task.COMPLETION)
+    if not decodes or next(model.parameters()).device.type != "cpu":
+        return
+    # a cache used inside torch.inference_mode() must still make normal tensors here: the
+    # groups' shared weights track their versions
+    with torch.inference_mode(False):
+        use_packed_attention(model)
+        if entry.adapters and not entry.lora_fused:
+            fuse_shared_input_lora(model)
+            entry.lora_fused = True
 
 
 def _is_peft(model: Any) -> bool:
