@@ -13,17 +13,27 @@ import textwrap
 
 import pytest
 
-# Four 8 MiB tensors made and freed ten times (after three warm-up rounds): glibc trims the
-# freed top of its heap each time unless told to keep it, and the kernel faults the pages in
-# again, zeroed, on the next round.
+# Four 8 MiB tensors are made and freed ten times (after three warm-up rounds): untuned,
+# glibc gives pages back and the kernel faults them in again, zeroed; tuned, the rounds
+# reuse them. Then a 24 MiB block is made and freed: untuned, glibc unmaps it or trims it
+# off the top of its heap; tuned, it stays in the process (mallinfo2's ``keepcost``: the
+# free top of the heap).
 CHILD = textwrap.dedent(
     """
-    import json, resource, sys
+    import ctypes, json, resource, sys
     import torch
     from tunesmith.host_memory import keep_freed_memory
     from tunesmith.settings import Settings
 
     tuned = keep_freed_memory(Settings()) if sys.argv[1] == "tune" else None
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = MallInfo2
 
     def faults():
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -37,9 +47,21 @@ CHILD = textwrap.dedent(
     before = faults()
     for _ in range(10):
         round_of_blocks()
-    print(json.dumps({"tuned": tuned, "faults": faults() - before}))
+    rounds_faults = faults() - before
+
+    block = torch.ones(6 * 2**20)  # 24 MiB, more than the rounds' blocks
+    del block
+    kept_after_free = libc.mallinfo2().keepcost
+    print(json.dumps({
+        "tuned": tuned,
+        "kept_after_free": kept_after_free,
+        "faults": rounds_faults,
+    }))
     """
 )
+
+MIB = 2**20
+PAGES_PER_ROUND = 4 * 8 * MIB // 4096
 
 glibc_only = pytest.mark.skipif(
     not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
@@ -68,16 +90,20 @@ def test_freed_blocks_are_reused_without_page_faults() -> None:
     untuned = _child("plain")
     tuned = _child("tune")
     assert tuned["tuned"] is True
-    pages_per_round = 4 * (2**21 * 4) // 4096
-    assert untuned["faults"] >= 5 * pages_per_round  # glibc alone hands the pages back
-    assert tuned["faults"] < pages_per_round // 10
+    # glibc alone gives the big block back (unmapped, or trimmed off the heap's top); how
+    # many of the rounds fault their pages in again depends on the thresholds glibc has
+    # raised itself to by then (seen: 6,144 to 22,496 faults), so that is not asserted
+    assert untuned["kept_after_free"] < 24 * MIB
+    # tuned: the freed block stays in the process, and the rounds reuse their pages
+    assert tuned["kept_after_free"] >= 24 * MIB
+    assert tuned["faults"] < PAGES_PER_ROUND // 10
 
 
 @glibc_only
 def test_setting_off_leaves_malloc_alone() -> None:
     result = _child("tune", TUNESMITH_MALLOC_TUNING="0")
     assert result["tuned"] is False
-    assert result["faults"] >= 5 * 4 * (2**21 * 4) // 4096
+    assert result["kept_after_free"] < 24 * MIB
 
 
 @glibc_only
