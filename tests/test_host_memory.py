@@ -1,6 +1,11 @@
-"""host_memory: glibc keeps freed tensor memory, so a repeated allocation faults no pages in.
+"""host_memory: glibc keeps freed blocks of tensor size in the process, for reuse.
 
-Each case runs in a child process: the tuning is process-wide and done once.
+Each case runs in a child process: the tuning is process-wide and done once. What is checked
+is the mechanism, which is deterministic: where glibc puts a process's first 24 MiB block
+(mallinfo2's ``hblkhd``: bytes in blocks mmapped on their own; ``arena``: the heap's size)
+and whether the heap keeps it when it is freed. What that saves (page faults in a forward
+pass) depends on thresholds glibc raises itself as blocks are freed, and is measured in
+docs/benchmarks.md, not asserted here.
 """
 
 from __future__ import annotations
@@ -13,14 +18,9 @@ import textwrap
 
 import pytest
 
-# Four 8 MiB tensors are made and freed ten times (after three warm-up rounds): untuned,
-# glibc gives pages back and the kernel faults them in again, zeroed; tuned, the rounds
-# reuse them. Then a 24 MiB block is made and freed, and mallinfo2's ``arena`` tells how
-# large the heap still is: tuned, it is never trimmed below what the rounds used.
 CHILD = textwrap.dedent(
     """
-    import ctypes, json, resource, sys
-    import torch
+    import ctypes, json, sys
     from tunesmith.host_memory import keep_freed_memory
     from tunesmith.settings import Settings
 
@@ -33,34 +33,25 @@ CHILD = textwrap.dedent(
 
     libc = ctypes.CDLL("libc.so.6")
     libc.mallinfo2.restype = MallInfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = (ctypes.c_size_t,)
+    libc.free.argtypes = (ctypes.c_void_p,)
 
-    def faults():
-        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-    def round_of_blocks():
-        blocks = [torch.ones(2**21) for _ in range(4)]
-        del blocks
-
-    for _ in range(3):
-        round_of_blocks()
-    before = faults()
-    for _ in range(10):
-        round_of_blocks()
-    rounds_faults = faults() - before
-
-    block = torch.ones(6 * 2**20)  # 24 MiB, more than the rounds' blocks
-    del block
-    heap_after_free = libc.mallinfo2().arena
+    block = libc.malloc(24 * 2**20)
+    ctypes.memset(block, 1, 24 * 2**20)
+    alive = libc.mallinfo2()
+    libc.free(block)
+    freed = libc.mallinfo2()
     print(json.dumps({
         "tuned": tuned,
-        "heap_after_free": heap_after_free,
-        "faults": rounds_faults,
+        "mmapped_alive": alive.hblkhd,
+        "mmapped_freed": freed.hblkhd,
+        "heap_freed": freed.arena,
     }))
     """
 )
 
 MIB = 2**20
-PAGES_PER_ROUND = 4 * 8 * MIB // 4096
 
 glibc_only = pytest.mark.skipif(
     not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
@@ -85,23 +76,23 @@ def _child(mode: str, **env: str) -> dict[str, object]:
 
 
 @glibc_only
-def test_freed_blocks_are_reused_without_page_faults() -> None:
+def test_a_freed_block_stays_in_the_heap_when_tuned() -> None:
     untuned = _child("plain")
     tuned = _child("tune")
-    assert tuned["tuned"] is True
-    # tuned: the rounds' blocks come from the heap, which is never trimmed below them, and
-    # the rounds reuse their pages. Untuned, how much glibc gives back depends on thresholds
-    # it raises itself as blocks are freed (seen: 6,144 to 22,496 faults), so the untuned
-    # child is only the contrast, not asserted.
-    assert tuned["heap_after_free"] >= 4 * 8 * MIB
-    assert tuned["faults"] < PAGES_PER_ROUND // 10
-    assert untuned["tuned"] is None
+    assert untuned["tuned"] is None and tuned["tuned"] is True
+    # glibc's defaults: an mmap of its own, unmapped on free (the next one faults in afresh)
+    assert untuned["mmapped_alive"] >= 24 * MIB
+    assert untuned["mmapped_freed"] < 24 * MIB
+    # tuned: from the heap, which keeps it when freed
+    assert tuned["mmapped_alive"] < 24 * MIB
+    assert tuned["heap_freed"] >= 24 * MIB
 
 
 @glibc_only
 def test_setting_off_leaves_malloc_alone() -> None:
     result = _child("tune", TUNESMITH_MALLOC_TUNING="0")
     assert result["tuned"] is False
+    assert result["mmapped_alive"] >= 24 * MIB
 
 
 @glibc_only
