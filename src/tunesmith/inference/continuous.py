@@ -186,16 +186,7 @@ class _RunningBatch:
         positions = torch.cat([torch.arange(n, device=self.device) for n in lengths])[None]
         ends = torch.tensor(lengths, device=self.device).cumsum(0) - 1
         cache = DynamicCache()
-        logits_kwargs: dict[str, Any] = {"logits_to_keep": ends} if self.logits_kwargs else {}
-        output = self.model(
-            input_ids=ids,
-            attention_mask=None,
-            position_ids=positions,
-            use_cache=True,
-            **{self.cache_keyword: cache},
-            **logits_kwargs,
-        )
-        logits = output.logits[0] if self.logits_kwargs else output.logits[0, ends]
+        logits = self._forward(ids, None, positions, cache, ends=ends)
         width = max(lengths)
         for layer in _layers(cache):
             keys, values = _filled(layer)
@@ -204,7 +195,7 @@ class _RunningBatch:
         columns = torch.arange(width, device=self.device)
         starts = width - torch.tensor(lengths, device=self.device)
         mask = (columns[None, :] >= starts[:, None]).long()
-        return cache, mask, logits.float()
+        return cache, mask, logits
 
     def _join(
         self, cache: DynamicCache, mask: torch.Tensor, tokens: torch.Tensor, group: list[OpenRow]
@@ -235,22 +226,32 @@ class _RunningBatch:
     def _forward(
         self,
         input_ids: torch.Tensor,
-        mask: torch.Tensor,
+        mask: torch.Tensor | None,
         positions: torch.Tensor,
         cache: DynamicCache,
+        ends: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The next-token logits of each row, in float32 as ``generate`` samples them."""
+        """The next-token logits of each row, in float32 as ``generate`` samples them; with
+        ``ends``, of those positions of one packed row (one per prompt, no mask)."""
+        keep: dict[str, Any]
+        if ends is None:
+            keep = self.logits_kwargs
+        else:
+            keep = {"logits_to_keep": ends} if self.logits_kwargs else {}
         output = self.model(
             input_ids=input_ids,
             # without padding anywhere, no mask: ``generate`` drops an all-ones mask too, and
             # a row alone then takes exactly the path it takes there
-            attention_mask=None if bool(mask.all()) else mask,
+            attention_mask=None if mask is None or bool(mask.all()) else mask,
             position_ids=positions,
             use_cache=True,
             **{self.cache_keyword: cache},
-            **self.logits_kwargs,
+            **keep,
         )
-        return output.logits[:, -1, :].float()
+        if ends is None:
+            return output.logits[:, -1, :].float()
+        logits = output.logits[0]
+        return (logits if keep else logits[ends]).float()
 
     @staticmethod
     def _deliver(rows: list[OpenRow], tokens: torch.Tensor) -> None:
