@@ -47,6 +47,8 @@ from tunesmith.models.loading import (
 from tunesmith.models.registry import ResolvedModel, resolve_model
 from tunesmith.settings import Settings
 from tunesmith.tasks import ModelKind, Task
+from tunesmith.training.lora_fusion import fuse_shared_input_lora
+from tunesmith.training.packed_attention import use_packed_attention
 
 EntryKey = tuple[str, ...]
 
@@ -286,9 +288,6 @@ def _use_cpu_fast_paths(entry: _Entry) -> None:
     The LoRA groups are found once, with the entry's first adapter. An adapter loaded later
     uses them where it adapts the same layers; a layer only it adapts keeps peft's forward.
     """
-    from tunesmith.training.lora_fusion import fuse_shared_input_lora
-    from tunesmith.training.packed_attention import use_packed_attention
-
     model = entry.model
     decodes = entry.kind == ModelKind.CAUSAL and entry.task in (Task.CHAT, Task.COMPLETION)
     if not decodes or next(model.parameters()).device.type != "cpu":
