@@ -16,7 +16,11 @@ function (``validation_loss``: mean cross-entropy per assistant token, fp32, pad
 
 Contenders (``--contenders``):
   tunesmith          ``tunesmith.training.run.finetune`` (in-batch packing, on a CPU into one
-                     row with attention per example, target-only logits, precision "auto")
+                     row with attention per example and shared prompt prefixes, target-only
+                     logits, precision "auto")
+  tunesmith-unshared the same with ``share_prompt_prefixes`` off (decision 025): every example
+                     computes its system prompt and template header again, as the others
+                     do, so its MFU is the hardware's use per token computed
   tunesmith-fp32     (optional) the same with ``precision="fp32"``: what bf16 changes
   trl-default        ``SFTTrainer``, ``SFTConfig`` defaults; ``use_cpu=True`` (needed to start
                      on a CPU: the default bf16=True is refused otherwise), which leaves bf16
@@ -70,7 +74,7 @@ SYSTEM_PROMPTS = {
     "sms": "Classify the SMS message as spam or ham. Answer with one word.",
     "dialogue": "You are a character in a movie. Reply to the line you are given.",
 }
-REQUIRED = ("tunesmith", "trl-default", "trl-packing", "trainer-padding")
+REQUIRED = ("tunesmith", "tunesmith-unshared", "trl-default", "trl-packing", "trainer-padding")
 OPTIONAL = ("tunesmith-fp32", "trl-packing-fp32")
 
 
@@ -216,7 +220,9 @@ def evaluate_adapter(setup: Setup, adapter_dir: Path) -> float:
 # ---------------------------------------------------------------- contenders (in a child)
 
 
-def train_tunesmith(setup: Setup, out: Path, precision: str = "auto") -> StepClock:
+def train_tunesmith(
+    setup: Setup, out: Path, precision: str = "auto", share_prefixes: bool = True
+) -> StepClock:
     from tunesmith.settings import load_settings
     from tunesmith.training.callbacks import BaseCallback, StepMetrics
     from tunesmith.training.run import finetune
@@ -250,7 +256,8 @@ def train_tunesmith(setup: Setup, out: Path, precision: str = "auto") -> StepClo
             checkpoint_every=never,
         ),
     )
-    finetune(spec, settings=load_settings(data_dir=BENCH_DIR), callbacks=[Clock()], resume="never")
+    settings = load_settings(data_dir=BENCH_DIR, share_prompt_prefixes=share_prefixes)
+    finetune(spec, settings=settings, callbacks=[Clock()], resume="never")
     return clock
 
 
@@ -377,6 +384,7 @@ def train_trainer_padding(setup: Setup, out: Path) -> StepClock:
 
 CONTENDERS: dict[str, Callable[[Setup, Path], StepClock]] = {
     "tunesmith": train_tunesmith,
+    "tunesmith-unshared": lambda setup, out: train_tunesmith(setup, out, share_prefixes=False),
     "tunesmith-fp32": lambda setup, out: train_tunesmith(setup, out, precision="fp32"),
     "trl-default": train_trl,
     "trl-packing": lambda setup, out: train_trl(setup, out, packing=True),

@@ -98,6 +98,12 @@ class Settings(BaseSettings):
         "thresholds) when training or serving starts, instead of faulting fresh pages in "
         "for every large tensor. Off (0) leaves malloc as the environment set it.",
     )
+    share_prompt_prefixes: bool = Field(
+        default=True,
+        description="When fine-tuning a causal LM on a CPU, compute the tokens that examples of "
+        "a batch begin with alike (a chat template's header and system prompt) once, not "
+        "once per example. Exact; off (0) only to measure what it saves.",
+    )
     job_engine: str = Field(
         default="tunesmith.jobs.engine",
         description="Module whose finetune() and validate_file() the worker calls. Tests and "

@@ -19,6 +19,12 @@ Two ideas, both exact (they change the compute, never what is learned):
   short rows, and one long row is used only where that costs less than padding. On a CPU,
   where attention runs one example at a time (``packed_attention``, decision 018), the
   layout costs nothing and a batch is one row without padding (``losses.causal_lm_collate``).
+* **Shared prompt prefixes** (causal LM on a CPU, decision 025): examples that begin with the
+  same tokens (a chat template's header and system prompt) compute those tokens once. In a
+  causal model a token's hidden states depend only on the tokens before it and its position,
+  so the shared tokens' states are the same in every example; each later example keeps only
+  its own tokens, at their own positions, and its attention reads the shared keys and values
+  (``packed_attention``). The loss and gradients are the sums the unshared row gives.
 """
 
 from __future__ import annotations
@@ -41,6 +47,10 @@ PACKED_ROW_TOKENS = 512
 # relative to a matrix product: CPU SDPA with a block-diagonal mask, measured on SmolLM2
 # (docs/decisions/012-bf16-on-cpu.md). Only the choice of row length depends on it.
 ATTENTION_KERNEL_OVERHEAD = 4.0
+
+# Fewest leading tokens an example shares with an earlier one in its row (decision 025): below
+# this the saving is smaller than the extra attention call's masked keys are worth noting.
+MIN_SHARED_PREFIX = 8
 
 # Batches sorted together for length bucketing: large enough to group similar lengths,
 # small enough that the order stays well mixed.
@@ -182,6 +192,69 @@ def pack_causal(
             cursor += n
         position_ids[r, cursor:] = torch.arange(width - cursor)
     return {"input_ids": input_ids, "position_ids": position_ids, "targets": targets}
+
+
+def pack_sharing_prefixes(items: Sequence[TrainItem], pad_id: int) -> dict[str, torch.Tensor]:
+    """One row without padding, in which examples share the prompt tokens they begin with.
+
+    The examples are sorted by their token ids, so those with a common beginning are
+    neighbours. The first of each group (its *root*) is laid out whole; each of the others
+    keeps only the tokens after the ones it shares with the root, at their own positions, so
+    its position ids start at the number of tokens shared. ``packed_sdpa_attention`` reads
+    that as "continues the row's last example that starts at 0 and attends to its first
+    that many tokens". A token is shared only where this example has no loss on it (no
+    target at it or before it), so no target is lost and none is counted twice, and only
+    if ``MIN_SHARED_PREFIX`` or more tokens are. The result has ``pack_causal``'s keys and
+    sums the same loss.
+    """
+    width = 0
+    layout: list[tuple[TrainItem, int]] = []  # (example, tokens it shares with its root)
+    root: TrainItem | None = None
+    last_position = -1  # of the previous example laid out
+    for item in sorted(items, key=lambda item: item.input_ids):
+        shared = _shareable(root, item) if root is not None else 0
+        if shared and shared == last_position + 1 and layout[-1][0] is not root:
+            # it would read as the previous example going on; share one token less
+            shared -= 1
+        if shared < MIN_SHARED_PREFIX:
+            root, shared = item, 0
+        layout.append((item, shared))
+        width += len(item) - shared
+        last_position = len(item) - 1
+    input_ids = torch.full((1, width), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((1, width), dtype=torch.long)
+    targets = torch.full((1, width), IGNORE_INDEX, dtype=torch.long)
+    cursor = 0
+    for item, shared in layout:
+        labels = item.labels
+        assert isinstance(labels, list)
+        kept = len(item) - shared
+        input_ids[0, cursor : cursor + kept] = torch.tensor(item.input_ids[shared:])
+        position_ids[0, cursor : cursor + kept] = torch.arange(shared, len(item))
+        targets[0, cursor : cursor + kept - 1] = torch.tensor(
+            labels[shared + 1 :], dtype=torch.long
+        )
+        cursor += kept
+    return {"input_ids": input_ids, "position_ids": position_ids, "targets": targets}
+
+
+def _shareable(root: TrainItem, item: TrainItem) -> int:
+    """How many leading tokens ``item`` can take from ``root``: the tokens both begin with,
+    up to the first one whose target (the next label) counts in ``item``'s loss, and never
+    all of ``item``."""
+    labels = item.labels
+    assert isinstance(labels, list)
+    limit = len(item) - 1
+    for position, label in enumerate(labels[1:]):
+        if label != IGNORE_INDEX:
+            limit = min(limit, position)
+            break
+    shared = 0
+    for mine, theirs in zip(item.input_ids[:limit], root.input_ids, strict=False):
+        if mine != theirs:
+            break
+        shared += 1
+    return shared
 
 
 def pad_classification(

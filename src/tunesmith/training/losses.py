@@ -19,11 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tunesmith.models.loading import DROPOUT_FIELDS
 from tunesmith.training.batching import (
     IGNORE_INDEX,
     TrainItem,
     attention_pair_cost,
     pack_causal,
+    pack_sharing_prefixes,
     packed_row_capacity,
 )
 from tunesmith.training.packed_attention import use_packed_attention
@@ -74,17 +76,22 @@ class CausalLMLoss(nn.Module):
 
 
 def causal_lm_collate(
-    model: nn.Module, max_seq_length: int, pad_id: int
+    model: nn.Module, max_seq_length: int, pad_id: int, *, share_prefixes: bool = True
 ) -> Callable[[list[TrainItem]], dict[str, torch.Tensor]]:
     """The collate function of ``CausalLMLoss``: packed rows.
 
     On a CPU the model is switched to per-example attention (``packed_attention``), which
     costs the same however the examples are laid out, so the whole batch goes into one row
-    with no padding. Elsewhere each batch's row length is chosen by what the block-diagonal
-    masked attention costs in this model (``batching.best_row_capacity``).
+    with no padding, and examples that begin with the same prompt tokens compute them once
+    (``batching.pack_sharing_prefixes``, decision 025) unless ``share_prefixes`` is off or
+    the model has a dropout (each example would draw its own masks over those tokens).
+    Elsewhere each batch's row length is chosen by what the block-diagonal masked attention
+    costs in this model (``batching.best_row_capacity``).
     """
     lm = unwrap_peft(model)
     if use_packed_attention(lm):
+        if share_prefixes and not has_dropout(lm):
+            return lambda items: pack_sharing_prefixes(items, pad_id)
 
         def one_row(items: list[TrainItem]) -> dict[str, torch.Tensor]:
             return pack_causal(items, sum(len(item) for item in items), pad_id)
@@ -101,6 +108,19 @@ def causal_lm_collate(
         return pack_causal(items, capacity, pad_id, pair_cost)
 
     return collate
+
+
+def has_dropout(model: nn.Module) -> bool:
+    """Whether a training forward of ``model`` draws dropout masks: a dropout module with
+    p > 0 (peft's LoRA dropout among them) or a dropout probability in its config that
+    transformers hands to attention or to functional dropout calls."""
+    if any(isinstance(module, nn.Dropout) and module.p > 0 for module in model.modules()):
+        return True
+    config = getattr(model, "config", None)
+    return any(
+        isinstance(value := getattr(config, name, None), float) and value > 0
+        for name in DROPOUT_FIELDS
+    )
 
 
 class ClassificationLoss(nn.Module):

@@ -13,6 +13,13 @@ computed is what the block-diagonal mask computes, without the pairs it throws a
 row length stops mattering: ``causal_lm_collate`` then puts the whole batch into one row
 without padding.
 
+An example may also share its first tokens with an earlier one in its row
+(``batching.pack_sharing_prefixes``, decision 025): an example whose position ids start at
+``p > 0`` continues the row's last example that starts at 0, and its tokens attend to that
+example's first ``p`` tokens and then causally to their own, as they would with those tokens
+in front of them. The shared keys and values are the ones computed once for the earlier
+example, and their gradients sum over every example that reads them.
+
 It is registered with transformers as an attention implementation (``AttentionInterface``)
 together with a mask function (``AttentionMaskInterface``) that builds no mask where this
 function needs none and ``sdpa``'s mask everywhere else. Anything other than a packed
@@ -24,8 +31,9 @@ answer: a model whose layers do not pass position ids on to attention stays on `
 
 from __future__ import annotations
 
+import functools
 import itertools
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -41,16 +49,33 @@ _PROBE_LENGTHS = (5, 7)
 _PROBE_TOLERANCE = 2e-2
 
 
-def row_segments(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
-    """[(start, end), ...] per row: runs of consecutive position ids (transformers' rule for
+class Segment(NamedTuple):
+    """A run of consecutive position ids in a packed row: tokens ``start:end`` of the row,
+    the first at position ``offset`` (the number of tokens it shares with the row's last
+    segment at offset 0; 0 for an example of its own)."""
+
+    start: int
+    end: int
+    offset: int
+
+
+def row_segments(position_ids: torch.Tensor) -> list[list[Segment]]:
+    """The segments of each row: runs of consecutive position ids (transformers' rule for
     packed sequences: a new sequence starts wherever the position does not go up by one)."""
     starts = torch.ones_like(position_ids, dtype=torch.bool)
     starts[:, 1:] = position_ids[:, 1:] - position_ids[:, :-1] != 1
     width = position_ids.shape[1]
     segments = []
-    for row in starts.cpu():
-        bounds = [*row.nonzero().flatten().tolist(), width]
-        segments.append(list(itertools.pairwise(bounds)))
+    for row, positions in zip(starts.cpu(), position_ids.cpu(), strict=True):
+        firsts = row.nonzero().flatten()
+        offsets = positions[firsts].tolist()
+        bounds = [*firsts.tolist(), width]
+        segments.append(
+            [
+                Segment(start, end, offset)
+                for (start, end), offset in zip(itertools.pairwise(bounds), offsets, strict=True)
+            ]
+        )
     return segments
 
 
@@ -81,7 +106,7 @@ def packed_sdpa_attention(
         assert position_ids is not None
         # computed again in every layer: ~20 us against a step of ~1 s, and no state to keep
         segments = row_segments(position_ids.expand(query.shape[0], -1))
-    if segments is None or all(len(row) == 1 for row in segments):
+    if segments is None or all(len(row) == 1 and row[0].offset == 0 for row in segments):
         return sdpa_attention_forward(  # type: ignore[no-any-return]
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
@@ -92,21 +117,49 @@ def packed_sdpa_attention(
     ):
         # one split per tensor, not a slice per example: the backward of a slice is a
         # zero-filled full-size gradient per example, of a split one concatenation
-        lengths = [end - start for start, end in row]
-        parts = [
-            F.scaled_dot_product_attention(
-                q, k, v, dropout_p=dropout, is_causal=True, scale=scaling, enable_gqa=gqa
-            ).transpose(1, 2)
-            for q, k, v in zip(
-                row_query.split(lengths, dim=2),
-                row_key.split(lengths, dim=2),
-                row_value.split(lengths, dim=2),
-                strict=True,
-            )
-        ]
+        lengths = [segment.end - segment.start for segment in row]
+        parts = []
+        root: tuple[torch.Tensor, torch.Tensor] | None = None  # the last offset-0 segment's
+        for segment, q, k, v in zip(
+            row,
+            row_query.split(lengths, dim=2),
+            row_key.split(lengths, dim=2),
+            row_value.split(lengths, dim=2),
+            strict=True,
+        ):
+            shared = segment.offset
+            if shared == 0 or root is None:  # an example of its own
+                root = (k, v) if shared == 0 else root
+                out = F.scaled_dot_product_attention(
+                    q, k, v, dropout_p=dropout, is_causal=True, scale=scaling, enable_gqa=gqa
+                )
+            else:
+                root_key, root_value = root
+                if shared > root_key.shape[2]:
+                    raise ValueError(
+                        f"a packed example shares {shared} tokens, but the example it "
+                        f"continues has {root_key.shape[2]}"
+                    )
+                out = F.scaled_dot_product_attention(
+                    q,
+                    torch.cat([root_key[:, :, :shared], k], dim=2),
+                    torch.cat([root_value[:, :, :shared], v], dim=2),
+                    attn_mask=_after_shared(q.shape[2], shared),
+                    dropout_p=dropout,
+                    scale=scaling,
+                    enable_gqa=gqa,
+                )
+            parts.append(out.transpose(1, 2))
         rows.append(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0].contiguous())
     # [B, T, H, D], made contiguous by the concatenations themselves
     return (torch.cat(rows, dim=0) if len(rows) > 1 else rows[0]), None
+
+
+@functools.lru_cache(maxsize=512)
+def _after_shared(length: int, shared: int) -> torch.Tensor:
+    """The mask of ``length`` queries that follow ``shared`` keys they all see: causal,
+    aligned to the bottom right ([length, shared + length], True where attended)."""
+    return torch.ones(length, shared + length, dtype=torch.bool).tril(shared)
 
 
 def packed_sdpa_mask(**kwargs: Any) -> torch.Tensor | None:

@@ -152,7 +152,9 @@ def finetune(
     model = apply_method(model, spec.method, data.task, resolved.kind, hp)
     precision = resolve_precision(spec.precision)
     autocast = prepare_arithmetic(model, precision, lora=spec.method == Method.LORA)
-    problem, loss_module, collate = _loss_and_collate(model, tokenizer, data, resolved.kind, hp)
+    problem, loss_module, collate = _loss_and_collate(
+        model, tokenizer, data, resolved.kind, hp, share_prefixes=settings.share_prompt_prefixes
+    )
     accelerator = _accelerator(autocast, model, fsdp=fsdp)
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -318,6 +320,8 @@ def _loss_and_collate(
     data: PreparedData,
     kind: ModelKind,
     hp: ResolvedHyperparameters,
+    *,
+    share_prefixes: bool,
 ) -> tuple[str, nn.Module, Callable[[list[TrainItem]], dict[str, torch.Tensor]]]:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     if data.task == Task.CLASSIFICATION:
@@ -336,7 +340,8 @@ def _loss_and_collate(
             f"{data.task.value} needs a causal or seq2seq model; encoders can "
             "only be fine-tuned for classification"
         )
-    return "lm", CausalLMLoss(model), causal_lm_collate(model, hp.max_seq_length, pad_id)
+    collate = causal_lm_collate(model, hp.max_seq_length, pad_id, share_prefixes=share_prefixes)
+    return "lm", CausalLMLoss(model), collate
 
 
 def check_fsdp(method: Method, *, cuda: bool) -> None:
