@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -376,12 +377,39 @@ def test_a_packed_model_prefills_a_burst_in_one_row_and_each_row_replies_as_alon
     assert [row.sink.text for row in rows + late_rows] == expected
     prefills = [f for f in packed_forwards if f.new > 1]
     assert all(f.rows == 1 and f.cached == 0 for f in prefills)  # one row each, a fresh cache
-    assert sum(f.new for f in prefills) == sum(prompts) + sum(
+    # every prompt token at most once, no padding (a repeated prompt in a group computes
+    # its tokens once: decision 025)
+    assert sum(f.new for f in prefills) <= sum(prompts) + sum(
         len(chat_prompt_ids(tokenizer, m)) for m, _ in late
-    )  # every prompt token once, no padding
+    )
     assert any(f.new > max(prompts) for f in prefills)  # some groups held several prompts
     assert all(f.new <= 64 or f.new in prompts for f in prefills)
     assert max(f.rows for f in packed_forwards) >= 6  # the late rows decode beside the rest
+
+
+def test_prompts_that_begin_alike_are_prefilled_once_and_reply_as_alone(
+    sharp_packed, tokenizer, packed_forwards, monkeypatch
+):
+    """A packed prefill computes the system prompt and template header the prompts share
+    once; each prompt's cache row gets those columns copied in, so every reply is the one
+    the prompt gets alone."""
+    monkeypatch.setattr("tunesmith.inference.continuous.PACKED_PREFILL_BUDGET", 4096)
+    system = {"role": "system", "content": "Answer in one short line, politely."}
+    asks = ["Why?", "What is the time", "Name a colour.", "Count to three", "hello"]
+    messages = [[system, {"role": "user", "content": ask}] for ask in asks]
+    params = [greedy(4 + i) for i in range(len(asks))]
+    expected = [alone(sharp_packed, tokenizer, m, p).text for m, p in zip(messages, params)]
+    prompts = [chat_prompt_ids(tokenizer, m) for m in messages]
+    common = len(os.path.commonprefix(prompts))
+    assert common >= 40
+    rows = [row_for(m, p) for m, p in zip(messages, params)]
+    packed_forwards.clear()
+
+    generate_rows(sharp_packed, tokenizer, rows)
+
+    assert [row.sink.text for row in rows] == expected
+    (prefill,) = [f for f in packed_forwards if f.new > 1]  # one group
+    assert prefill.new == sum(len(p) for p in prompts) - (len(prompts) - 1) * common
 
 
 def test_a_seeded_request_never_shares_a_batch(sharp, tokenizer):

@@ -12,8 +12,9 @@ changes at every step (iteration-level scheduling, as vLLM and TGI do it):
   ids (the mask's cumulative sum, as ``generate`` computes them) into a fresh
   ``DynamicCache``. A model on per-example attention (a CPU decoder the model cache
   switched, decision 024) gets the group's prompts end to end in one row instead, without
-  padding, up to ``PACKED_PREFILL_BUDGET`` tokens, and the row's cache is cut into one
-  left-padded row per prompt. Either way the group's cache is then merged into the running
+  padding, up to ``PACKED_PREFILL_BUDGET`` tokens; prompts that begin with the same tokens
+  compute them once (decision 025), and the row's cache is cut into one left-padded row per
+  prompt, each with its shared columns copied in. Either way the group's cache is then merged into the running
   one: both are left-padded to
   a common length along the sequence axis and concatenated along the batch axis, and the
   attention mask marks the padding. A row's tokens are always its last columns, contiguous,
@@ -58,6 +59,7 @@ from tunesmith.inference.generation import (
     pad_id_of,
     pad_prompts,
 )
+from tunesmith.training.batching import SharedPlacement, share_prefixes
 from tunesmith.training.packed_attention import uses_packed_attention
 
 _PLAIN_ATTENTION = {"full_attention", "sliding_attention"}
@@ -179,23 +181,37 @@ class _RunningBatch:
     ) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
         """The group's prompts end to end in one row, no padding; the per-example attention
         (``training/packed_attention.py``) reads each prompt's span from the position ids,
-        which restart at 0 for each. The row's cache is then cut into one left-padded row
-        per prompt, as ``_prefill_padded`` would have made it."""
-        lengths = [len(row.prompt) for row in group]
-        ids = torch.tensor([[t for row in group for t in row.prompt]], device=self.device)
-        positions = torch.cat([torch.arange(n, device=self.device) for n in lengths])[None]
-        ends = torch.tensor(lengths, device=self.device).cumsum(0) - 1
+        which restart at 0 for each. Prompts that begin with the same tokens (a chat
+        template's header and system prompt) compute them once (``share_prefixes``,
+        decision 025). The row's cache is then cut into one left-padded row per prompt, as
+        ``_prefill_padded`` would have made it."""
+        prompts = [row.prompt for row in group]
+        layout = share_prefixes(prompts, [len(prompt) - 1 for prompt in prompts])
+        kept = [len(prompts[place.index]) - place.shared for place in layout]
+        ids = [t for place in layout for t in prompts[place.index][place.shared :]]
+        positions = torch.cat(
+            [torch.arange(place.shared, len(prompts[place.index])) for place in layout]
+        )
+        ends = torch.tensor(kept).cumsum(0) - 1
         cache = DynamicCache()
-        logits = self._forward(ids, None, positions, cache, ends=ends)
+        logits = self._forward(
+            torch.tensor([ids], device=self.device),
+            None,
+            positions[None].to(self.device),
+            cache,
+            ends=ends.to(self.device),
+        )
+        lengths = [len(prompt) for prompt in prompts]
         width = max(lengths)
         for layer in _layers(cache):
             keys, values = _filled(layer)
-            layer.keys = _rows_of(keys, lengths, width)
-            layer.values = _rows_of(values, lengths, width)
+            layer.keys = _rows_of(keys, layout, kept, lengths, width)
+            layer.values = _rows_of(values, layout, kept, lengths, width)
         columns = torch.arange(width, device=self.device)
         starts = width - torch.tensor(lengths, device=self.device)
         mask = (columns[None, :] >= starts[:, None]).long()
-        return cache, mask, logits
+        in_group_order = torch.tensor([place.index for place in layout]).argsort()
+        return cache, mask, logits[in_group_order.to(logits.device)]
 
     def _join(
         self, cache: DynamicCache, mask: torch.Tensor, tokens: torch.Tensor, group: list[OpenRow]
@@ -352,11 +368,25 @@ def _append_rows(cache: DynamicCache, newcomer: DynamicCache, width: int) -> Non
         mine.values = torch.cat([_pad_left(my_values, width), _pad_left(their_values, width)])
 
 
-def _rows_of(packed: torch.Tensor, lengths: list[int], width: int) -> torch.Tensor:
-    """A packed row's keys or values ``[1, heads, sum(lengths), head size]`` as one
-    left-padded row per prompt, ``[prompts, heads, width, head size]``."""
-    parts = packed.split(lengths, dim=2)
-    return torch.cat([_pad_left(part, width) for part in parts])
+def _rows_of(
+    packed: torch.Tensor,
+    layout: list[SharedPlacement],
+    kept: list[int],
+    lengths: list[int],
+    width: int,
+) -> torch.Tensor:
+    """A packed row's keys or values ``[1, heads, sum(kept), head size]`` as one left-padded
+    row per prompt, ``[prompts, heads, width, head size]`` in the group's order; a prompt
+    that shared its first tokens gets them from its root's part."""
+    parts = dict(zip((place.index for place in layout), packed.split(kept, dim=2), strict=True))
+    rows = packed.new_zeros(len(lengths), packed.shape[1], width, packed.shape[3])
+    for place in layout:
+        start = width - lengths[place.index]
+        if place.shared:
+            shared = parts[place.root][0, :, : place.shared]
+            rows[place.index, :, start : start + place.shared] = shared
+        rows[place.index, :, start + place.shared :] = parts[place.index][0]
+    return rows
 
 
 def _layers(cache: DynamicCache) -> list[DynamicLayer]:

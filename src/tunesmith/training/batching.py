@@ -194,38 +194,70 @@ def pack_causal(
     return {"input_ids": input_ids, "position_ids": position_ids, "targets": targets}
 
 
-def pack_sharing_prefixes(items: Sequence[TrainItem], pad_id: int) -> dict[str, torch.Tensor]:
-    """One row without padding, in which examples share the prompt tokens they begin with.
+@dataclass(frozen=True)
+class SharedPlacement:
+    """Where one sequence goes in a row that shares prefixes: ``index`` in the caller's list;
+    ``shared`` leading tokens it takes from ``root`` (the index of the last sequence laid out
+    whole before it; 0 and itself for a sequence laid out whole)."""
 
-    The examples are sorted by their token ids, so those with a common beginning are
-    neighbours. The first of each group (its *root*) is laid out whole; each of the others
-    keeps only the tokens after the ones it shares with the root, at their own positions, so
-    its position ids start at the number of tokens shared. ``packed_sdpa_attention`` reads
-    that as "continues the row's last example that starts at 0 and attends to its first
-    that many tokens". A token is shared only where this example has no loss on it (no
-    target at it or before it), so no target is lost and none is counted twice, and only
-    if ``MIN_SHARED_PREFIX`` or more tokens are. The result has ``pack_causal``'s keys and
-    sums the same loss.
+    index: int
+    shared: int
+    root: int
+
+
+def share_prefixes(
+    sequences: Sequence[Sequence[int]], limits: Sequence[int]
+) -> list[SharedPlacement]:
+    """The order and shared prefixes of ``sequences`` laid out in one row (decision 025).
+
+    Sorted by token ids, so sequences with a common beginning are neighbours. The first of
+    each group (its *root*) is laid out whole; each of the others keeps only the tokens after
+    the ones it has in common with the root, at their own positions, so its position ids
+    start at the number of tokens shared. ``packed_sdpa_attention`` reads that as
+    "continues the row's last sequence that starts at 0 and attends to its first that many
+    tokens". Sequence ``i`` shares at most ``limits[i]`` tokens, and none unless it shares
+    ``MIN_SHARED_PREFIX`` or more. A sequence that would start right after the previous
+    one's last position shares one token less, so it never reads as that one going on.
     """
-    width = 0
-    layout: list[tuple[TrainItem, int]] = []  # (example, tokens it shares with its root)
-    root: TrainItem | None = None
-    last_position = -1  # of the previous example laid out
-    for item in sorted(items, key=lambda item: item.input_ids):
-        shared = _shareable(root, item) if root is not None else 0
-        if shared and shared == last_position + 1 and layout[-1][0] is not root:
-            # it would read as the previous example going on; share one token less
-            shared -= 1
+    layout: list[SharedPlacement] = []
+    root = -1
+    last_position = -1  # of the previous sequence laid out
+    for index in sorted(range(len(sequences)), key=lambda i: list(sequences[i])):
+        shared = 0
+        if root >= 0:
+            shared = _common_length(sequences[index], sequences[root], limits[index])
+            if shared and shared == last_position + 1 and layout[-1].index != root:
+                shared -= 1
         if shared < MIN_SHARED_PREFIX:
-            root, shared = item, 0
-        layout.append((item, shared))
-        width += len(item) - shared
-        last_position = len(item) - 1
+            root, shared = index, 0
+        layout.append(SharedPlacement(index, shared, root))
+        last_position = len(sequences[index]) - 1
+    return layout
+
+
+def _common_length(mine: Sequence[int], theirs: Sequence[int], limit: int) -> int:
+    """How many leading tokens ``mine`` and ``theirs`` have in common, up to ``limit``."""
+    shared = 0
+    for a, b in zip(mine[:limit], theirs, strict=False):
+        if a != b:
+            break
+        shared += 1
+    return shared
+
+
+def pack_sharing_prefixes(items: Sequence[TrainItem], pad_id: int) -> dict[str, torch.Tensor]:
+    """One row without padding, in which examples share the prompt tokens they begin with
+    (``share_prefixes``). A token is shared only where this example has no loss on it (no
+    target at it or before it), so no target is lost and none is counted twice. The result
+    has ``pack_causal``'s keys and sums the same loss."""
+    layout = share_prefixes([item.input_ids for item in items], [_loss_free(i) for i in items])
+    width = sum(len(items[place.index]) - place.shared for place in layout)
     input_ids = torch.full((1, width), pad_id, dtype=torch.long)
     position_ids = torch.zeros((1, width), dtype=torch.long)
     targets = torch.full((1, width), IGNORE_INDEX, dtype=torch.long)
     cursor = 0
-    for item, shared in layout:
+    for place in layout:
+        item, shared = items[place.index], place.shared
         labels = item.labels
         assert isinstance(labels, list)
         kept = len(item) - shared
@@ -238,23 +270,15 @@ def pack_sharing_prefixes(items: Sequence[TrainItem], pad_id: int) -> dict[str, 
     return {"input_ids": input_ids, "position_ids": position_ids, "targets": targets}
 
 
-def _shareable(root: TrainItem, item: TrainItem) -> int:
-    """How many leading tokens ``item`` can take from ``root``: the tokens both begin with,
-    up to the first one whose target (the next label) counts in ``item``'s loss, and never
-    all of ``item``."""
+def _loss_free(item: TrainItem) -> int:
+    """Leading tokens of ``item`` with no target at or before them (the target of position t
+    is label t+1), never all of it."""
     labels = item.labels
     assert isinstance(labels, list)
-    limit = len(item) - 1
     for position, label in enumerate(labels[1:]):
         if label != IGNORE_INDEX:
-            limit = min(limit, position)
-            break
-    shared = 0
-    for mine, theirs in zip(item.input_ids[:limit], root.input_ids, strict=False):
-        if mine != theirs:
-            break
-        shared += 1
-    return shared
+            return min(position, len(item) - 1)
+    return len(item) - 1
 
 
 def pad_classification(
