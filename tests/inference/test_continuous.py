@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -398,11 +397,13 @@ def test_prompts_that_begin_alike_are_prefilled_once_and_reply_as_alone(
     asks = ["Why?", "What is the time", "Name a colour.", "Count to three", "hello"]
     messages = [[system, {"role": "user", "content": ask}] for ask in asks]
     params = [greedy(4 + i) for i in range(len(asks))]
-    expected = [alone(sharp_packed, tokenizer, m, p).text for m, p in zip(messages, params)]
+    expected = [
+        alone(sharp_packed, tokenizer, m, p).text for m, p in zip(messages, params, strict=True)
+    ]
     prompts = [chat_prompt_ids(tokenizer, m) for m in messages]
-    common = len(os.path.commonprefix(prompts))
+    common = next(i for i, column in enumerate(zip(*prompts)) if len(set(column)) > 1)
     assert common >= 40
-    rows = [row_for(m, p) for m, p in zip(messages, params)]
+    rows = [row_for(m, p) for m, p in zip(messages, params, strict=True)]
     packed_forwards.clear()
 
     generate_rows(sharp_packed, tokenizer, rows)

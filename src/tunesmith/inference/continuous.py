@@ -14,11 +14,11 @@ changes at every step (iteration-level scheduling, as vLLM and TGI do it):
   switched, decision 024) gets the group's prompts end to end in one row instead, without
   padding, up to ``PACKED_PREFILL_BUDGET`` tokens; prompts that begin with the same tokens
   compute them once (decision 025), and the row's cache is cut into one left-padded row per
-  prompt, each with its shared columns copied in. Either way the group's cache is then merged into the running
-  one: both are left-padded to
-  a common length along the sequence axis and concatenated along the batch axis, and the
-  attention mask marks the padding. A row's tokens are always its last columns, contiguous,
-  so column distance is position distance (sliding-window masks stay right).
+  prompt, each with its shared columns copied in. Either way the group's cache is then
+  merged into the running one: both are left-padded to a common length along the sequence
+  axis and concatenated along the batch axis, and the attention mask marks the padding. A
+  row's tokens are always its last columns, contiguous, so column distance is position
+  distance (sliding-window masks stay right).
 * **a step**: every open row feeds its newest token at its own next position; the logits are
   sampled per row (``PerRowSampling``: a greedy row takes its arg-max, so it decodes as it
   would alone) and each token goes to its row's ``DeltaDecoder`` (end token, stop sequences,
