@@ -349,8 +349,20 @@ def test_a_prefill_group_fills_the_budget_in_order_and_takes_at_least_one(length
     [([50, 20, 40], 128, 3), ([100, 30], 128, 1), ([200, 10], 128, 1), ([30] * 5, 60, 2)],
 )
 def test_a_packed_prefill_group_counts_its_prompt_tokens_not_padding(lengths, budget, taken):
-    rows = [OpenRow(row_for(CONVERSATIONS[0], greedy(1)), [0] * n, None) for n in lengths]
+    # prompts that begin differently: nothing to share
+    rows = [
+        OpenRow(row_for(CONVERSATIONS[0], greedy(1)), [i + 1] + [0] * (n - 1), None)
+        for i, n in enumerate(lengths)
+    ]
     assert _prefill_group(rows, budget, packed=True) == taken
+
+
+def test_a_packed_prefill_group_counts_shared_tokens_once():
+    """Five 30-token prompts with the same first 20 tokens compute 30 + 4 x 10 tokens."""
+    prompts = [list(range(1, 21)) + [50 + i] * 10 for i in range(5)]
+    rows = [OpenRow(row_for(CONVERSATIONS[0], greedy(1)), prompt, None) for prompt in prompts]
+    assert _prefill_group(rows, 70, packed=True) == 5
+    assert _prefill_group(rows, 69, packed=True) == 4
 
 
 def test_a_packed_model_prefills_a_burst_in_one_row_and_each_row_replies_as_alone(

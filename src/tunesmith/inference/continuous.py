@@ -186,7 +186,7 @@ class _RunningBatch:
         decision 025). The row's cache is then cut into one left-padded row per prompt, as
         ``_prefill_padded`` would have made it."""
         prompts = [row.prompt for row in group]
-        layout = share_prefixes(prompts, [len(prompt) - 1 for prompt in prompts])
+        layout = _shared_layout(prompts)
         kept = [len(prompts[place.index]) - place.shared for place in layout]
         ids = [t for place in layout for t in prompts[place.index][place.shared :]]
         positions = torch.cat(
@@ -325,11 +325,13 @@ class _RunningBatch:
 # start after ~0.15 s, and no padding to the longest of many prompts is computed. A GPU
 # prefills thousands of tokens in the time a CPU takes for one.
 PREFILL_BUDGET = {"cpu": 128, "cuda": 4096}
-# Prompt tokens one packed prefill may take (CPU, per-example attention; decision 024). A
-# packed row has no padding, and its matrix products are wider: eight ~90-token prompts
-# took ~0.7 s packed together against ~0.16 s each alone, so a time of about a + b x tokens
-# with a ~80 ms. Groups of two or three prompts gave the lowest median first-token time in a
-# burst of eight, and less total prefill time than one prompt at a time.
+# Tokens one packed prefill may compute (CPU, per-example attention; decision 024). A packed
+# row has no padding, and its matrix products are wider: eight ~90-token prompts took ~0.7 s
+# packed together against ~0.16 s each alone, so a time of about a + b x tokens with a ~80
+# ms. Groups of two or three such prompts gave the lowest median first-token time in a burst
+# of eight, and less total prefill time than one prompt at a time. The budget counts the
+# tokens the row computes: prompts that begin alike share those tokens (decision 025), so
+# more of them fit.
 PACKED_PREFILL_BUDGET = 256
 
 
@@ -341,16 +343,29 @@ def prefill_budget(device: torch.device, *, packed: bool = False) -> int:
 
 def _prefill_group(rows: list[OpenRow], budget: int, *, packed: bool = False) -> int:
     """How many of ``rows``, in order, one prefill takes: as many as fit in ``budget``
-    tokens (packed: their lengths' sum; padded: each as long as the longest), and always
-    the first."""
-    longest = total = 0
+    tokens (packed: the tokens the row computes, each prompt's own after the ones it shares;
+    padded: each as long as the longest), and always the first."""
+    longest = 0
     for count, row in enumerate(rows):
         longest = max(longest, len(row.prompt))
-        total += len(row.prompt)
-        cost = total if packed else (count + 1) * longest
+        if packed:
+            cost = _packed_tokens([other.prompt for other in rows[: count + 1]])
+        else:
+            cost = (count + 1) * longest
         if count and cost > budget:
             return count
     return len(rows)
+
+
+def _shared_layout(prompts: list[list[int]]) -> list[SharedPlacement]:
+    """How a packed prefill lays ``prompts`` out: each keeps at least its last token, whose
+    logits it needs."""
+    return share_prefixes(prompts, [len(prompt) - 1 for prompt in prompts])
+
+
+def _packed_tokens(prompts: list[list[int]]) -> int:
+    """Tokens the packed row of ``prompts`` holds (``_shared_layout``)."""
+    return sum(len(prompts[place.index]) - place.shared for place in _shared_layout(prompts))
 
 
 def _pick(logits: torch.Tensor, sampling: PerRowSampling | None) -> torch.Tensor:
