@@ -48,8 +48,9 @@ PACKED_ROW_TOKENS = 512
 # (docs/decisions/012-bf16-on-cpu.md). Only the choice of row length depends on it.
 ATTENTION_KERNEL_OVERHEAD = 4.0
 
-# Fewest leading tokens an example shares with an earlier one in its row (decision 025): below
-# this the saving is smaller than the extra attention call's masked keys are worth noting.
+# Fewest leading tokens an example shares with an earlier one in its row (decision 025). A few
+# tokens (a lone BOS, a role marker) save little compute, and a sharer's attention needs a
+# mask and copies of the shared keys and values.
 MIN_SHARED_PREFIX = 8
 
 # Batches sorted together for length bucketing: large enough to group similar lengths,
