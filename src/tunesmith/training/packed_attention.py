@@ -128,8 +128,9 @@ def packed_sdpa_attention(
             strict=True,
         ):
             shared = segment.offset
+            if shared == 0:
+                root = (k, v)
             if shared == 0 or root is None:  # an example of its own
-                root = (k, v) if shared == 0 else root
                 out = F.scaled_dot_product_attention(
                     q, k, v, dropout_p=dropout, is_causal=True, scale=scaling, enable_gqa=gqa
                 )
